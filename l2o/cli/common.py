@@ -1,0 +1,78 @@
+"""Wiring shared by the CLIs: user errors as one paragraph, config nodes to objects."""
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from l2o.errors import L2OError
+
+EXIT_USER_ERROR = 2
+
+
+def user_errors(prog: str) -> Callable:
+    """Turn an L2OError raised before or during the run into `prog: error: ...` and exit 2."""
+
+    def wrap(fn: Callable) -> Callable:
+        @functools.wraps(fn)
+        def inner(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return fn(*args, **kwargs)
+            except L2OError as exc:
+                print(f"{prog}: error: {exc}", file=sys.stderr)
+                sys.exit(EXIT_USER_ERROR)
+
+        return inner
+
+    return wrap
+
+
+def build(node: DictConfig | dict, key: str) -> Any:
+    """`hydra.utils.instantiate` whose failures name the config key and the cause."""
+    try:
+        return instantiate(node)
+    except InstantiationException as exc:
+        cause = exc.__cause__
+        if isinstance(cause, L2OError):
+            raise cause
+        msg = str(cause or exc).strip().splitlines()[-1]
+        raise L2OError(f"{key} could not be built from {OmegaConf.to_container(node) if isinstance(node, DictConfig) else node}: {msg}") from exc
+
+
+def run_dir() -> Path:
+    """The Hydra run directory (honours hydra.run.dir / the sweep subdir), checked writable."""
+    out = Path(HydraConfig.get().runtime.output_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write_test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise L2OError(f"hydra.run.dir={str(out)!r} is not a writable directory ({exc.strerror}); choose another.") from exc
+    return out
+
+
+def choice(group: str) -> str | None:
+    return HydraConfig.get().runtime.choices.get(group)
+
+
+def positive_int(cfg: DictConfig, key: str, allow_none: bool = False) -> int | None:
+    value = OmegaConf.select(cfg, key)
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise L2OError(f"{key}={value!r} must be a positive integer{' or null' if allow_none else ''}.")
+    return value
+
+
+
+
+# conf/ sits at the repository root beside l2o/ (an editable install, `pip install -e .`).
+CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")

@@ -1,0 +1,85 @@
+"""`l2o-eval`: a trained optimizer against learning-rate-tuned SGD, RMSprop, Adam and NAG."""
+from __future__ import annotations
+
+import math
+
+import hydra
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from l2o.checkpoint import check_architecture, load_checkpoint, net_from_checkpoint
+from l2o.cli.common import CONF_DIR, build, choice, positive_int, run_dir, user_errors
+from l2o.errors import L2OError
+from l2o.evaluation.evaluate import evaluate
+from l2o.utils import configure_torch, resolve_device
+
+METRICS = ("final", "sum")
+
+
+def _check(cfg: DictConfig) -> None:
+    positive_int(cfg, "num_test")
+    positive_int(cfg, "steps", allow_none=True)
+    unknown = [n for n in cfg.compare if n not in cfg.baselines]
+    if unknown:
+        raise L2OError(f"compare={list(cfg.compare)} names unknown baselines {unknown}; allowed: {list(cfg.baselines)}.")
+    t = cfg.tuning
+    if t.metric not in METRICS:
+        raise L2OError(f"tuning.metric={t.metric!r} is unknown; allowed: {', '.join(METRICS)}.")
+    if t.enabled:
+        if not (isinstance(t.low, (int, float)) and isinstance(t.high, (int, float)) and 0 < t.low < t.high):
+            raise L2OError(f"tuning.low={t.low!r} and tuning.high={t.high!r} must satisfy 0 < low < high.")
+        positive_int(cfg, "tuning.num")
+        positive_int(cfg, "tuning.num_problems")
+    if not (isinstance(cfg.divergence_factor, (int, float)) and cfg.divergence_factor > 1):
+        raise L2OError(f"divergence_factor={cfg.divergence_factor!r} must be a number > 1.")
+
+
+@user_errors("l2o-eval")
+def run(cfg: DictConfig) -> float:
+    if OmegaConf.is_missing(cfg, "checkpoint"):
+        raise L2OError("checkpoint is required: l2o-eval checkpoint=PATH (a .pt file or an l2o-train run directory).")
+    _check(cfg)
+    device = resolve_device(cfg.device)
+    configure_torch()
+    ckpt = load_checkpoint(cfg.checkpoint)
+    if cfg.get("optimizer") is not None:
+        check_architecture(ckpt, OmegaConf.to_container(cfg.optimizer, resolve=True))
+    net = net_from_checkpoint(ckpt)
+    if cfg.get("optimizee") is not None:
+        optimizee_cfg, optimizee_name = cfg.optimizee, choice("optimizee")
+    else:
+        optimizee_cfg, optimizee_name = ckpt["optimizee"]["config"], ckpt["optimizee"]["name"]
+    family = build(optimizee_cfg, "optimizee")
+    baselines = {name: build(cfg.baselines[name], f"baselines.{name}") for name in cfg.compare}
+    steps = cfg.steps or ckpt["schedule"]["horizon"]
+    t = cfg.tuning
+    grid = torch.logspace(math.log10(t.low), math.log10(t.high), t.num).tolist() if t.enabled else None
+    out = run_dir()
+
+    summary, table = evaluate(
+        family,
+        learned={cfg.name: net},
+        baselines=baselines,
+        steps=steps,
+        num_test=cfg.num_test,
+        lr_grid=grid,
+        tune_metric=t.metric,
+        num_tune=t.num_problems,
+        divergence_factor=cfg.divergence_factor,
+        device=device,
+        out_dir=out,
+        optimizee_name=optimizee_name,
+        progress=cfg.progress,
+    )
+    print(table)
+    print(f"l2o-eval: results in {out} (summary.json, summary.md, curves.csv, loss.png, tb/)")
+    return summary["optimizers"][cfg.name]["final_loss"]
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="eval")
+def main(cfg: DictConfig) -> float:
+    return run(cfg)
+
+
+if __name__ == "__main__":
+    main()

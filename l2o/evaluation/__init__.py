@@ -1,0 +1,1 @@
+"""Evaluation sweeps: seeded test problems, tuned baselines, statistics, plots and tables."""

@@ -1,0 +1,115 @@
+"""Results as files: per-step curves (CSV), summary (JSON + Markdown), plot (PNG), TensorBoard."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from torch.utils.tensorboard import SummaryWriter
+
+from l2o.evaluation.stats import Curve
+from l2o.utils import atomic_write_text
+
+
+def _fmt(x: float) -> str:
+    return "nan" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.4g}"
+
+
+def summarize(curves: dict[str, Curve], lrs: dict[str, float | None], optimizee: str, steps: int, n: int) -> dict[str, Any]:
+    """The `summary.json` structure (documented in the README)."""
+    out: dict[str, Any] = {"optimizee": optimizee, "steps": steps, "num_problems": n, "optimizers": {}}
+    for name, c in curves.items():
+        out["optimizers"][name] = {
+            "final_loss": float(c.mean[-1]),
+            "final_loss_ci95": [float(c.lo[-1]), float(c.hi[-1])],
+            "sum_loss": c.sum_loss,
+            "lr": lrs.get(name),
+            "diverged": c.diverged,
+        }
+    return out
+
+
+def markdown_table(summary: dict[str, Any], learned: str | None) -> str:
+    """Final loss with its CI, sum of losses and the ratio to the best tuned baseline."""
+    opts = summary["optimizers"]
+    baselines = [v["final_loss"] for k, v in opts.items() if k != learned and not math.isnan(v["final_loss"])]
+    best_baseline = min(baselines) if baselines else math.nan
+    lines = [
+        f"{summary['optimizee']}: {summary['num_problems']} test problems, {summary['steps']} steps",
+        "",
+        "| optimizer | lr | final loss (mean ± 95% CI) | sum of losses | final / best baseline | diverged |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, v in sorted(opts.items(), key=lambda kv: (math.isnan(kv[1]["final_loss"]), kv[1]["final_loss"])):
+        half = (v["final_loss_ci95"][1] - v["final_loss_ci95"][0]) / 2
+        ratio = v["final_loss"] / best_baseline if best_baseline and not math.isnan(best_baseline) else math.nan
+        lr = "learned" if name == learned else _fmt(v["lr"]) if v["lr"] is not None else "default"
+        div = f"{100 * v['diverged']:.0f}%"
+        lines.append(f"| {name} | {lr} | {_fmt(v['final_loss'])} ± {_fmt(half)} | {_fmt(v['sum_loss'])} | {ratio:.3f} | {div} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_curves_csv(path: Path, curves: dict[str, Curve]) -> None:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["optimizer", "step", "mean", "ci95_lo", "ci95_hi", "num_not_diverged"])
+    for name, c in curves.items():
+        for t in range(len(c.mean)):
+            w.writerow([name, t, float(c.mean[t]), float(c.lo[t]), float(c.hi[t]), int(c.n[t])])
+    atomic_write_text(path, buf.getvalue())
+
+
+def write_tensorboard(tb_dir: Path, curves: dict[str, Curve]) -> None:
+    """One run per optimizer, so TensorBoard overlays the curves under one tag."""
+    for name, c in curves.items():
+        with SummaryWriter(str(tb_dir / name)) as w:
+            for t in range(len(c.mean)):
+                if not math.isnan(float(c.mean[t])):
+                    w.add_scalar("eval/loss", float(c.mean[t]), t)
+
+
+def plot_curves(path: Path, curves: dict[str, Curve], lrs: dict[str, float | None], title: str) -> None:
+    """Mean loss per step with its 95% band, log y-axis, as in the paper's figures."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
+    for name, c in curves.items():
+        steps = range(len(c.mean))
+        label = name if lrs.get(name) is None else f"{name} (lr {lrs[name]:.3g})"
+        if c.diverged > 0:
+            label += f", {100 * c.diverged:.0f}% diverged"
+        lw = 2.2 if lrs.get(name) is None else 1.4
+        (line,) = ax.plot(steps, c.mean.numpy(), label=label, lw=lw)
+        ax.fill_between(steps, c.lo.clamp_min(1e-12).numpy(), c.hi.numpy(), color=line.get_color(), alpha=0.18, lw=0)
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss (mean over test problems)")
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.25)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    from l2o.utils import atomic_write
+
+    atomic_write(path, lambda fh: fh.write(buf.getvalue()))
+
+
+def write_all(out_dir: Path, curves: dict[str, Curve], lrs: dict[str, float | None], summary: dict[str, Any],
+              learned: str | None, tuning: dict[str, Any]) -> str:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    table = markdown_table(summary, learned)
+    write_curves_csv(out_dir / "curves.csv", curves)
+    write_tensorboard(out_dir / "tb", curves)
+    plot_curves(out_dir / "loss.png", curves, lrs, f"{summary['optimizee']}: mean loss over {summary['num_problems']} problems")
+    atomic_write_text(out_dir / "tuning.json", json.dumps(tuning, indent=2))
+    atomic_write_text(out_dir / "summary.md", table)
+    atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=2))  # last: its presence means "done"
+    return table

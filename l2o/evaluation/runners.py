@@ -1,0 +1,39 @@
+"""Run an optimizer on a batch of problems and record f(θ_0..θ_T) for each problem."""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+from l2o.meta.unroll import rollout
+from l2o.optimizees.base import Problem
+from l2o.optimizers.lstm import CoordinatewiseLSTM
+
+OptimizerFactory = Callable[..., torch.optim.Optimizer]
+
+
+def run_torch_optimizer(factory: OptimizerFactory, problem: Problem, steps: int, lr: float | None) -> Tensor:
+    """Losses (T+1, B) of a torch.optim optimizer on all B problems at once.
+
+    SGD, NAG, RMSprop and Adam act elementwise, so one optimizer over the stacked (B, D)
+    parameters gives every problem exactly the trajectory it would have alone, and
+    the sum of per-problem losses gives every problem its own gradient.
+    """
+    params = problem.init_params().requires_grad_(True)
+    opt = factory([params]) if lr is None else factory([params], lr=lr)
+    losses = []
+    for t in range(steps):
+        opt.zero_grad(set_to_none=True)
+        loss = problem.loss(params, t)
+        loss.sum().backward()
+        opt.step()
+        losses.append(loss.detach())
+    with torch.no_grad():
+        losses.append(problem.loss(params, steps))
+    return torch.stack(losses)
+
+
+def run_learned(net: CoordinatewiseLSTM, problem: Problem, steps: int) -> Tensor:
+    """Losses (T+1, B) of the learned optimizer (φ frozen)."""
+    return rollout(net, problem, steps)

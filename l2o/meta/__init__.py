@@ -1,0 +1,1 @@
+"""Meta-training: truncated unrolls, the schedule and the training loop."""

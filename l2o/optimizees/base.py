@@ -1,0 +1,82 @@
+"""What an optimizee is: a family of problems that samples batches of seeded instances.
+
+Parameters of a batch of B instances live in one flat tensor of shape (B, D). The family's
+`ParamSpec` names the slices of the D axis (e.g. `w1`, `b1`, ...), so a loss sees named
+tensors while the learned optimizer sees one vector of coordinates: one LSTM call over
+all coordinates of all parameters of all instances, with no Python loop over tensors.
+"""
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+from torch import Tensor
+
+# Seeds of the three splits never overlap: training problems are drawn from [0, 1e9),
+# validation problems from [1e9, 2e9) and test problems from [2e9, ...).
+SPLIT_OFFSETS = {"train": 0, "val": 1_000_000_000, "test": 2_000_000_000}
+
+
+def split_seeds(split: str, count: int, start: int = 0) -> list[int]:
+    """Seeds of problems `start .. start+count-1` of a split."""
+    return [SPLIT_OFFSETS[split] + start + i for i in range(count)]
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """Names and shapes of one instance's parameters, laid out back to back in a flat vector."""
+
+    shapes: dict[str, tuple[int, ...]]
+
+    @property
+    def numel(self) -> int:
+        return sum(math.prod(s) for s in self.shapes.values())
+
+    @property
+    def slices(self) -> dict[str, slice]:
+        out, start = {}, 0
+        for name, shape in self.shapes.items():
+            n = math.prod(shape)
+            out[name] = slice(start, start + n)
+            start += n
+        return out
+
+    def unflatten(self, flat: Tensor) -> dict[str, Tensor]:
+        """Views of a (B, D) tensor as named (B, *shape) tensors (no copy)."""
+        batch = flat.shape[:-1]
+        return {name: flat[..., sl].reshape(*batch, *self.shapes[name]) for name, sl in self.slices.items()}
+
+
+class Problem(ABC):
+    """B independent instances of one family, evaluated as one tensor program."""
+
+    spec: ParamSpec
+    num_problems: int
+
+    @abstractmethod
+    def init_params(self) -> Tensor:
+        """Initial parameters θ0, shape (B, D)."""
+
+    @abstractmethod
+    def loss(self, params: Tensor, step: int) -> Tensor:
+        """Per-instance losses, shape (B,). Instance i depends only on row i of `params`,
+        so the gradient of `loss(...).sum()` gives every instance its own gradient."""
+
+
+class Family(ABC):
+    """A distribution over problems; `sample(seeds)` is deterministic in the seeds."""
+
+    spec: ParamSpec
+
+    @abstractmethod
+    def sample(self, seeds: Sequence[int], device: torch.device | str = "cpu") -> Problem:
+        """One instance per seed; instance i is the same whatever else is in the batch."""
+
+
+def generator_for(seed: int) -> torch.Generator:
+    gen = torch.Generator()
+    gen.manual_seed(int(seed))
+    return gen

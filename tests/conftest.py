@@ -1,0 +1,38 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(autouse=True)
+def _deterministic():
+    torch.manual_seed(0)
+    yield
+
+
+def run_cli(name: str, *overrides: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    """Run an installed console script (`l2o-train`, `l2o-eval`) as a user would."""
+    exe = Path(sys.executable).with_name(name)
+    env = dict(os.environ, L2O_DATA_DIR=str(SHARED_DATA))
+    proc = subprocess.run([str(exe), *overrides], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{name} {' '.join(overrides)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+TINY_TRAIN = (
+    "schedule.epochs=4",
+    "schedule.problems_per_epoch=4",
+    "schedule.horizon=10",
+    "schedule.unroll=5",
+    "schedule.val_every=2",
+    "schedule.num_val=4",
+    "progress=false",
+)
+TINY_EVAL = ("num_test=8", "tuning.num=3", "tuning.num_problems=4", "progress=false")

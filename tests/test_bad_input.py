@@ -1,0 +1,103 @@
+"""Bad input gets one paragraph naming the value and what is allowed, never a traceback."""
+import pickle
+
+import pytest
+import torch
+
+from conftest import TINY_EVAL, TINY_TRAIN, run_cli
+
+
+def _fails(name, *args, cwd, code=2):
+    proc = run_cli(name, *args, cwd=cwd, check=False)
+    assert proc.returncode == code, (proc.returncode, proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    return proc.stderr
+
+
+@pytest.mark.parametrize(
+    "override, words",
+    [
+        ("schedule.unroll=50", ["schedule.unroll=50", "horizon=10", "U <= T"]),
+        ("schedule.epochs=0", ["schedule.epochs=0", "positive integer"]),
+        ("schedule.meta_lr=-1", ["schedule.meta_lr=-1", "positive"]),
+        ("schedule.weights=cubic", ["schedule.weights='cubic'", "uniform"]),
+        ("optimizee.distribution=cauchy", ["optimizee.distribution='cauchy'", "gaussian, uniform"]),
+        ("optimizer.num_layers=-2", ["optimizer.num_layers=-2", ">= 0"]),
+        ("device=tpu", ["device='tpu'", "auto, cpu, cuda"]),
+        ("optimizer=adam", ["optimizer='adam'", "baseline", "optimizer=lstm"]),
+    ],
+)
+def test_train_rejects_bad_values_before_any_work(tmp_path, override, words):
+    run = tmp_path / "run"
+    err = _fails("l2o-train", *TINY_TRAIN, override, f"hydra.run.dir={run}", cwd=tmp_path)
+    for w in words:
+        assert w in err.replace("\n", " "), (w, err)
+    assert not (run / "checkpoints").exists()
+
+
+def test_unknown_optimizee_names_the_choices(tmp_path):
+    err = _fails("l2o-train", "optimizee=rosenbrock", cwd=tmp_path, code=1)
+    assert "optimizee/rosenbrock" in err and "quadratic" in err and "Traceback" not in err
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bad")
+    run_cli("l2o-train", *TINY_TRAIN, f"hydra.run.dir={root / 'run'}", cwd=root)
+    return root / "run"
+
+
+def test_missing_checkpoint(tmp_path):
+    err = _fails("l2o-eval", f"checkpoint={tmp_path / 'nope.pt'}", *TINY_EVAL, cwd=tmp_path)
+    assert "nope.pt" in err and "does not exist" in err
+
+
+def test_no_checkpoint_given(tmp_path):
+    err = _fails("l2o-eval", *TINY_EVAL, cwd=tmp_path)
+    assert "checkpoint is required" in err
+
+
+def test_unreadable_checkpoint(tmp_path):
+    bad = tmp_path / "garbage.pt"
+    bad.write_bytes(b"not a checkpoint at all")
+    err = _fails("l2o-eval", f"checkpoint={bad}", *TINY_EVAL, cwd=tmp_path)
+    assert "garbage.pt" in err and "could not be read" in err
+
+
+def test_malicious_pickle_is_refused_not_run(tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    evil = tmp_path / "evil.pt"
+    evil.write_bytes(pickle.dumps({"format_version": 1, "x": Evil()}))
+    err = _fails("l2o-eval", f"checkpoint={evil}", *TINY_EVAL, cwd=tmp_path)
+    assert "weights_only" in err and not marker.exists()
+
+
+def test_architecture_mismatch_names_the_fields(run_dir, tmp_path):
+    err = _fails("l2o-eval", f"checkpoint={run_dir}", "optimizer=lstm", "optimizer.hidden_size=7", *TINY_EVAL,
+                 cwd=tmp_path)
+    assert "hidden_size: config 7 vs checkpoint 20" in err.replace("\n", " ")
+
+
+def test_unknown_baseline_and_metric(run_dir, tmp_path):
+    err = _fails("l2o-eval", f"checkpoint={run_dir}", "compare=[adam,lbfgs]", *TINY_EVAL, cwd=tmp_path)
+    assert "lbfgs" in err and "'sgd', 'rmsprop', 'adam', 'nag'" in err
+    err = _fails("l2o-eval", f"checkpoint={run_dir}", "tuning.metric=median", *TINY_EVAL, cwd=tmp_path)
+    assert "tuning.metric='median'" in err and "final, sum" in err
+
+
+def test_checkpoint_directory_without_checkpoints(tmp_path):
+    err = _fails("l2o-eval", f"checkpoint={tmp_path}", *TINY_EVAL, cwd=tmp_path)
+    assert "best.pt" in err
+
+
+def test_wrong_format_version(run_dir, tmp_path):
+    ckpt = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
+    ckpt["format_version"] = 99
+    torch.save(ckpt, tmp_path / "future.pt")
+    err = _fails("l2o-eval", f"checkpoint={tmp_path / 'future.pt'}", *TINY_EVAL, cwd=tmp_path)
+    assert "format version 99" in err

@@ -1,0 +1,89 @@
+"""The real console scripts on tiny configs, as a user runs them."""
+import json
+
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from conftest import TINY_EVAL, TINY_TRAIN, run_cli
+
+NAMES = ("lstm", "sgd", "rmsprop", "adam", "nag")
+
+
+def _scalar_tags(logdir):
+    acc = EventAccumulator(str(logdir))
+    acc.Reload()
+    return set(acc.Tags()["scalars"]), acc
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    run = root / "train"
+    proc = run_cli("l2o-train", *TINY_TRAIN, f"hydra.run.dir={run}", cwd=root)
+    assert "checkpoint" in proc.stdout and "tensorboard --logdir" in proc.stdout
+    return root, run
+
+
+def test_train_writes_checkpoints_and_tensorboard_scalars(trained):
+    _, run = trained
+    assert (run / "checkpoints" / "best.pt").is_file() and (run / "checkpoints" / "last.pt").is_file()
+    tags, acc = _scalar_tags(run / "tb")
+    for tag in ("meta/loss", "train/final_loss", "val/final_loss", "meta/grad_norm", "meta/lr",
+                "perf/optimizee_steps_per_s"):
+        assert tag in tags, tag
+    assert [e.step for e in acc.Scalars("meta/loss")] == [0, 1, 2, 3]
+    assert [e.step for e in acc.Scalars("val/final_loss")] == [1, 3]
+
+
+def test_eval_writes_every_result_file(trained):
+    root, run = trained
+    out = root / "eval"
+    proc = run_cli("l2o-eval", f"checkpoint={run}", *TINY_EVAL, f"hydra.run.dir={out}", cwd=root)
+    assert "| optimizer |" in proc.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["optimizee"] == "quadratic" and summary["steps"] == 10 and summary["num_problems"] == 8
+    assert set(summary["optimizers"]) == set(NAMES)
+    for name, row in summary["optimizers"].items():
+        assert set(row) == {"final_loss", "final_loss_ci95", "sum_loss", "lr", "diverged"}
+        assert row["final_loss_ci95"][0] <= row["final_loss"] <= row["final_loss_ci95"][1]
+        assert (row["lr"] is None) == (name == "lstm")
+    tuning = json.loads((out / "tuning.json").read_text())
+    assert len(tuning["grid"]) == 3 and set(tuning["selected"]) == set(NAMES) - {"lstm"}
+    assert (out / "loss.png").stat().st_size > 10_000
+    assert (out / "summary.md").read_text().count("\n| ") == 6
+    lines = (out / "curves.csv").read_text().splitlines()
+    assert lines[0].startswith("optimizer,step,mean,ci95_lo,ci95_hi") and len(lines) == 1 + 5 * 11
+    for name in NAMES:
+        tags, acc = _scalar_tags(out / "tb" / name)
+        assert "eval/loss" in tags and len(acc.Scalars("eval/loss")) == 11
+
+
+def test_eval_accepts_a_checkpoint_file_and_steps(trained):
+    root, run = trained
+    out = root / "eval_file"
+    run_cli("l2o-eval", f"checkpoint={run}/checkpoints/last.pt", "steps=6", "compare=[adam]", *TINY_EVAL,
+            f"hydra.run.dir={out}", cwd=root)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["steps"] == 6 and set(summary["optimizers"]) == {"lstm", "adam"}
+
+
+def test_two_value_multirun_for_both_clis(tmp_path):
+    sweep = tmp_path / "sweep"
+    run_cli("l2o-train", "--multirun", "schedule.meta_lr=1e-3,3e-3", *TINY_TRAIN, f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    for job in ("0", "1"):
+        assert (sweep / job / "checkpoints" / "last.pt").is_file()
+    esweep = tmp_path / "esweep"
+    run_cli("l2o-eval", "--multirun", f"checkpoint={sweep}/0", "steps=4,8", *TINY_EVAL, f"hydra.sweep.dir={esweep}",
+            cwd=tmp_path)
+    assert [json.loads((esweep / j / "summary.json").read_text())["steps"] for j in ("0", "1")] == [4, 8]
+
+
+def test_experiment_presets_compose(tmp_path):
+    run = tmp_path / "dm"
+    run_cli("l2o-train", "experiment=quadratic_dm", *TINY_TRAIN, f"hydra.run.dir={run}", cwd=tmp_path)
+    import torch
+
+    ckpt = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    assert ckpt["net_config"] == {"hidden_size": 20, "num_layers": 2, "preprocess_p": 5.0, "output_scale": 0.01}
+    assert ckpt["optimizee"]["config"]["distribution"] == "uniform"
+    assert ckpt["config"]["schedule"]["problems_per_epoch"] == 4  # the command line wins over the preset

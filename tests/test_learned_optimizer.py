@@ -1,0 +1,65 @@
+import copy
+
+import torch
+
+from l2o.checkpoint import save_checkpoint
+from l2o.meta.unroll import rollout
+from l2o.optimizees import Quadratic
+from l2o.optimizees.base import split_seeds
+from l2o.optimizers import CoordinatewiseLSTM, LearnedOptimizer
+
+
+def _trained_like_net():
+    net = CoordinatewiseLSTM(hidden_size=10, num_layers=2, preprocess_p=10.0, output_scale=0.1)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.normal_(0, 0.5)
+    return net
+
+
+def test_plain_training_loop_matches_the_meta_trainers_evaluation_path(tmp_path):
+    net = _trained_like_net()
+    save_checkpoint(tmp_path / "net.pt", net, optimizee={"name": "quadratic", "config": {}}, schedule={"horizon": 20})
+    problem = Quadratic().sample(split_seeds("test", 1))
+    expected = rollout(net, problem, 20)[:, 0]
+
+    # a user's plain PyTorch loop over an nn.Module's parameter
+    model = torch.nn.Module()
+    model.theta = torch.nn.Parameter(problem.init_params()[0].clone())
+    opt = LearnedOptimizer(model.parameters(), checkpoint=tmp_path / "net.pt")
+    got = []
+    for t in range(20):
+        opt.zero_grad()
+        loss = problem.loss(model.theta.unsqueeze(0), t)[0]
+        loss.backward()
+        opt.step()
+        got.append(loss.detach())
+    got.append(problem.loss(model.theta.detach().unsqueeze(0), 20)[0])
+    assert torch.allclose(torch.stack(got), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_several_parameters_share_one_call_and_state_dict_round_trips():
+    net = _trained_like_net()
+    torch.manual_seed(1)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Tanh(), torch.nn.Linear(3, 1))
+    x, y = torch.randn(16, 4), torch.randn(16, 1)
+
+    def train(m, opt, steps):
+        for _ in range(steps):
+            opt.zero_grad()
+            torch.nn.functional.mse_loss(m(x), y).backward()
+            opt.step()
+
+    opt = LearnedOptimizer(model.parameters(), net=net)
+    train(model, opt, 3)
+    saved_model, saved_opt = copy.deepcopy(model.state_dict()), copy.deepcopy(opt.state_dict())
+    train(model, opt, 4)
+
+    clone = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Tanh(), torch.nn.Linear(3, 1))
+    clone.load_state_dict(saved_model)
+    opt2 = LearnedOptimizer(clone.parameters(), net=net)
+    opt2.load_state_dict(saved_opt)
+    train(clone, opt2, 4)
+    for a, b in zip(model.parameters(), clone.parameters()):
+        assert torch.allclose(a, b, atol=1e-6)
+    assert opt.state[next(iter(model.parameters()))]["lstm"].shape == (4, 10, 12)
