@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import re
 import os
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from l2o.data import dataset_error
 from l2o.errors import L2OError
 
 EXIT_USER_ERROR = 2
@@ -43,6 +45,10 @@ def build(node: DictConfig | dict, key: str) -> Any:
         if isinstance(cause, L2OError):
             raise cause
         msg = str(cause or exc).strip().splitlines()[-1]
+        full_key = re.search(r"full_key: (\S+)", str(exc))
+        sub = OmegaConf.select(node, full_key.group(1)[len(key) + 1 :]) if full_key and isinstance(node, DictConfig) else None
+        if isinstance(sub, DictConfig) and "root" in sub:  # a dataset node: say how to fix the path
+            raise dataset_error(full_key.group(1), str(sub.get("_target_")), str(sub.root), msg) from exc
         raise L2OError(f"{key} could not be built from {OmegaConf.to_container(node) if isinstance(node, DictConfig) else node}: {msg}") from exc
 
 

@@ -36,12 +36,15 @@ def _check(cfg: DictConfig) -> None:
 
 @user_errors("l2o-eval")
 def run(cfg: DictConfig) -> float:
-    if OmegaConf.is_missing(cfg, "checkpoint"):
+    checkpoint = cfg.checkpoint
+    if checkpoint is None and cfg.experiment_name:
+        checkpoint = f"outputs/{cfg.experiment_name}/train"  # where `l2o-train experiment=NAME` writes
+    if checkpoint is None:
         raise L2OError("checkpoint is required: l2o-eval checkpoint=PATH (a .pt file or an l2o-train run directory).")
     _check(cfg)
     device = resolve_device(cfg.device)
     configure_torch()
-    ckpt = load_checkpoint(cfg.checkpoint)
+    ckpt = load_checkpoint(checkpoint)
     if cfg.get("optimizer") is not None:
         check_architecture(ckpt, OmegaConf.to_container(cfg.optimizer, resolve=True))
     net = net_from_checkpoint(ckpt)

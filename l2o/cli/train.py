@@ -37,7 +37,7 @@ def train(cfg: DictConfig) -> float:
         run_dir=out,
         seed=cfg.seed,
         checkpoint_extra={
-            "optimizee": {"name": choice("optimizee"), "config": OmegaConf.to_container(cfg.optimizee, resolve=True)},
+            "optimizee": {"name": choice("optimizee"), "config": OmegaConf.to_container(cfg.optimizee, resolve=False)},
             "config": OmegaConf.to_container(cfg, resolve=True),
         },
         progress=cfg.progress,

@@ -45,12 +45,12 @@ class CoordinatewiseLSTM(nn.Module):
 
         H = self.hidden_size
         bound = 1.0 / math.sqrt(H)
-        self.w_ih, self.w_hh, self.bias = nn.ParameterList(), nn.ParameterList(), nn.ParameterList()
+        # One fused matrix per layer: gates (i, f, o, g) = W @ [h; x; 1], so a layer is one
+        # matmul and the three sigmoid gates are one contiguous block.
+        self.weights = nn.ParameterList()
         fan_in = in_features
         for _ in range(self.num_layers):
-            self.w_ih.append(nn.Parameter(torch.empty(4 * H, fan_in).uniform_(-bound, bound)))
-            self.w_hh.append(nn.Parameter(torch.empty(4 * H, H).uniform_(-bound, bound)))
-            self.bias.append(nn.Parameter(torch.empty(4 * H, 1).uniform_(-bound, bound)))
+            self.weights.append(nn.Parameter(torch.empty(4 * H, H + fan_in + 1).uniform_(-bound, bound)))
             fan_in = H
         # Zero output layer: the untrained optimizer starts by not moving θ, so early
         # meta-training never blows up the optimizee (the authors' code does the same for
@@ -76,12 +76,14 @@ class CoordinatewiseLSTM(nn.Module):
         """Updates g (same shape as `grad`) and the next state, for all coordinates at once."""
         x = preprocess(grad.reshape(-1), self.preprocess_p)  # (features, N)
         new_state: list[Tensor] = []
+        H = self.hidden_size
+        ones = x.new_ones(1, x.shape[1])
         for layer in range(self.num_layers):
             h, c = state[2 * layer], state[2 * layer + 1]
-            gates = torch.addmm(torch.addmm(self.bias[layer], self.w_ih[layer], x), self.w_hh[layer], h)
-            i, f, g, o = gates.chunk(4, 0)
-            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-            h = torch.sigmoid(o) * torch.tanh(c)
+            gates = self.weights[layer] @ torch.cat((h, x, ones))
+            i, f, o = gates[: 3 * H].sigmoid().chunk(3, 0)
+            c = torch.addcmul(f * c, i, gates[3 * H :].tanh())
+            h = o * c.tanh()
             new_state += [h, c]
             x = h
         update = torch.addmm(self.out_bias, self.out_weight, x) * self.output_scale
