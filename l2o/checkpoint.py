@@ -5,7 +5,9 @@ to unpickle arbitrary objects: a crafted pickle is refused, not run.
 """
 from __future__ import annotations
 
+import os
 import pickle
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +23,15 @@ CHECKPOINT_DIR = "checkpoints"
 ARCH_KEYS = ("hidden_size", "num_layers", "preprocess_p", "output_scale")
 
 
-def save_checkpoint(path: str | Path, net: CoordinatewiseLSTM, **extra: Any) -> None:
+def save_checkpoint(path: str | Path, net: CoordinatewiseLSTM, keep_previous: bool = False, **extra: Any) -> None:
+    """Write atomically; with `keep_previous` the file it replaces stays as `<name>.prev.pt`
+    (hard-linked first, so `path` itself exists at every moment)."""
+    path = Path(path)
+    if keep_previous and path.exists():
+        tmp = path.with_name(f".{path.stem}.prev.tmp")
+        tmp.unlink(missing_ok=True)
+        os.link(path, tmp)
+        os.replace(tmp, previous_path(path))
     payload = {
         "format_version": FORMAT_VERSION,
         "l2o_version": __version__,
@@ -30,6 +40,22 @@ def save_checkpoint(path: str | Path, net: CoordinatewiseLSTM, **extra: Any) -> 
         **extra,
     }
     atomic_write(path, lambda fh: torch.save(payload, fh))
+
+
+def previous_path(path: Path) -> Path:
+    return path.with_name(f"{path.stem}.prev.pt")
+
+
+def load_with_fallback(path: Path) -> dict[str, Any]:
+    """Load `path`; if it is corrupt or truncated, warn and load the previous good one."""
+    try:
+        return load_checkpoint(path)
+    except L2OError as exc:
+        prev = previous_path(path)
+        if not prev.exists():
+            raise
+        print(f"l2o: warning: {exc} Using the previous checkpoint {prev}.", file=sys.stderr)
+        return load_checkpoint(prev)
 
 
 def resolve_checkpoint_path(path: str | Path) -> Path:

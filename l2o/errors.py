@@ -7,3 +7,5 @@ config value never surfaces as a bare traceback.
 
 class L2OError(Exception):
     """A user-facing error: the message names the bad value and what is allowed."""
+
+    exit_code = 2

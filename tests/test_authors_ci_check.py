@@ -13,6 +13,6 @@ def test_linear_net_learns_to_minimise_x_squared(tmp_path):
     net = CoordinatewiseLSTM(num_layers=0, preprocess_p=None, output_scale=1.0)
     schedule = Schedule(epochs=500, horizon=100, unroll=20, meta_lr=1e-2, val_every=50, num_val=1)
     result = meta_train(net, Simple(), schedule, device=torch.device("cpu"), run_dir=tmp_path, progress=False)
-    final = rollout(net, Simple().sample([0]), 100)[-1, 0].item()
+    final = rollout(net, Simple().sample([0]), 100)[0][-1, 0].item()
     assert final < 1e-5, final
     assert result["best_val"] < 1e-5

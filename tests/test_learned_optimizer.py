@@ -21,7 +21,7 @@ def test_plain_training_loop_matches_the_meta_trainers_evaluation_path(tmp_path)
     net = _trained_like_net()
     save_checkpoint(tmp_path / "net.pt", net, optimizee={"name": "quadratic", "config": {}}, schedule={"horizon": 20})
     problem = Quadratic().sample(split_seeds("test", 1))
-    expected = rollout(net, problem, 20)[:, 0]
+    expected = rollout(net, problem, 20)[0][:, 0]
 
     # a user's plain PyTorch loop over an nn.Module's parameter
     model = torch.nn.Module()

@@ -16,9 +16,6 @@ from omegaconf import DictConfig, OmegaConf
 from l2o.data import dataset_error
 from l2o.errors import L2OError
 
-EXIT_USER_ERROR = 2
-
-
 def user_errors(prog: str) -> Callable:
     """Turn an L2OError raised before or during the run into `prog: error: ...` and exit 2."""
 
@@ -29,7 +26,7 @@ def user_errors(prog: str) -> Callable:
                 return fn(*args, **kwargs)
             except L2OError as exc:
                 print(f"{prog}: error: {exc}", file=sys.stderr)
-                sys.exit(EXIT_USER_ERROR)
+                sys.exit(exc.exit_code)
 
         return inner
 

@@ -1,25 +1,75 @@
 """`l2o-train`: meta-train the learned optimizer described by the config."""
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+from typing import Any
+
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from l2o.cli.common import CONF_DIR, build, choice, run_dir, user_errors
+from l2o.checkpoint import ARCH_KEYS, CHECKPOINT_DIR, load_with_fallback
+from l2o.cli.common import CONF_DIR, build, choice, positive_int, run_dir, user_errors
 from l2o.errors import L2OError
-from l2o.meta.trainer import meta_train
+from l2o.meta.trainer import Interrupted, NanGuard, meta_train
 from l2o.optimizers.lstm import CoordinatewiseLSTM
 from l2o.utils import configure_torch, resolve_device, seed_everything
+
+# schedule fields a resumed run may change (e.g. train for more epochs)
+RESUMABLE_CHANGES = ("epochs", "patience", "val_every")
+
+
+def _guard(cfg: DictConfig) -> NanGuard:
+    g = cfg.guard
+    positive_int(cfg, "guard.max_consecutive")
+    if isinstance(g.max_rollbacks, bool) or not isinstance(g.max_rollbacks, int) or g.max_rollbacks < 0:
+        raise L2OError(f"guard.max_rollbacks={g.max_rollbacks!r} must be an integer >= 0.")
+    if not (isinstance(g.lr_factor, (int, float)) and 0 < g.lr_factor < 1):
+        raise L2OError(f"guard.lr_factor={g.lr_factor!r} must be a number in (0, 1).")
+    return NanGuard(g.max_consecutive, float(g.lr_factor), g.max_rollbacks)
+
+
+def _resume_state(cfg: DictConfig, out: Path, net: CoordinatewiseLSTM, schedule: Any, optimizee: dict) -> dict | None:
+    """The checkpoint to continue from, after checking it belongs to this configuration."""
+    last = out / CHECKPOINT_DIR / "last.pt"
+    if not cfg.resume:
+        if last.exists():
+            raise L2OError(
+                f"hydra.run.dir={str(out)!r} already holds a run ({last}); pass resume=true to continue it, "
+                "or choose another hydra.run.dir."
+            )
+        return None
+    if not last.exists() and not last.with_name("last.prev.pt").exists():
+        print(f"l2o-train: resume=true but {last} does not exist yet: starting a new run.", file=sys.stderr)
+        return None
+    ckpt = load_with_fallback(last)
+    diffs = [f"optimizer.{k}: {ckpt['net_config'][k]!r} -> {net.config()[k]!r}" for k in ARCH_KEYS
+             if ckpt["net_config"][k] != net.config()[k]]
+    saved = ckpt.get("schedule", {})
+    diffs += [f"schedule.{k}: {saved.get(k)!r} -> {v!r}" for k, v in schedule.to_dict().items()
+              if k not in RESUMABLE_CHANGES and saved.get(k) != v]
+    if ckpt.get("optimizee", {}).get("config") != optimizee:
+        diffs.append("optimizee: the checkpoint's optimizee config differs")
+    if ckpt.get("config", {}).get("seed") != cfg.seed:
+        diffs.append(f"seed: {ckpt.get('config', {}).get('seed')!r} -> {cfg.seed!r}")
+    if diffs:
+        raise L2OError(f"resume=true, but {ckpt['path']} was trained with a different configuration ("
+                       + "; ".join(diffs) + "). Rerun with the original settings, or choose another hydra.run.dir.")
+    return ckpt
 
 
 @user_errors("l2o-train")
 def train(cfg: DictConfig) -> float:
     # Everything is built and checked before any work starts.
     device = resolve_device(cfg.device)
-    if not isinstance(cfg.seed, int):
-        raise L2OError(f"seed={cfg.seed!r} must be an integer.")
+    if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int) or cfg.seed < 0:
+        raise L2OError(f"seed={cfg.seed!r} must be an integer >= 0.")
+    if not isinstance(cfg.resume, bool):
+        raise L2OError(f"resume={cfg.resume!r} must be true or false.")
+    positive_int(cfg, "checkpoint_every")
+    guard = _guard(cfg)
     configure_torch()
     seed_everything(cfg.seed)
-    family = build(cfg.optimizee, "optimizee")
     net = build(cfg.optimizer, "optimizer")
     if not isinstance(net, CoordinatewiseLSTM):
         raise L2OError(
@@ -27,21 +77,35 @@ def train(cfg: DictConfig) -> float:
             "optimizer=lstm (baselines are compared by l2o-eval)."
         )
     schedule = build(cfg.schedule, "schedule")
+    family = build(cfg.optimizee, "optimizee")
     out = run_dir()
+    optimizee = OmegaConf.to_container(cfg.optimizee, resolve=False)
+    resume_from = _resume_state(cfg, out, net, schedule, optimizee)
 
-    result = meta_train(
-        net,
-        family,
-        schedule,
-        device=device,
-        run_dir=out,
-        seed=cfg.seed,
-        checkpoint_extra={
-            "optimizee": {"name": choice("optimizee"), "config": OmegaConf.to_container(cfg.optimizee, resolve=False)},
-            "config": OmegaConf.to_container(cfg, resolve=True),
-        },
-        progress=cfg.progress,
-    )
+    try:
+        result = meta_train(
+            net,
+            family,
+            schedule,
+            device=device,
+            run_dir=out,
+            seed=cfg.seed,
+            checkpoint_extra={
+                "optimizee": {"name": choice("optimizee"), "config": optimizee},
+                "config": OmegaConf.to_container(cfg, resolve=True),
+            },
+            progress=cfg.progress,
+            resume_from=resume_from,
+            checkpoint_every=cfg.checkpoint_every,
+            nan_guard=guard,
+        )
+    except Interrupted as exc:
+        print(
+            f"l2o-train: stopped by {exc}; checkpoint saved to {out / CHECKPOINT_DIR / 'last.pt'}. "
+            "Resume: rerun the same command with resume=true (and the same hydra.run.dir).",
+            file=sys.stderr,
+        )
+        sys.exit(128 + exc.signum)
     print(
         f"l2o-train: done, {result['epochs_run']} epochs on {device}; best validation loss {result['best_val']:.4g} "
         f"(epoch {result['best_epoch'] + 1}); checkpoint {result['checkpoint']}; "

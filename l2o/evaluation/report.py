@@ -37,18 +37,21 @@ def markdown_table(summary: dict[str, Any], learned: str | None) -> str:
     opts = summary["optimizers"]
     baselines = [v["final_loss"] for k, v in opts.items() if k != learned and not math.isnan(v["final_loss"])]
     best_baseline = min(baselines) if baselines else math.nan
+    extra = [k for k in ("test_loss", "test_accuracy") if any(k in v for v in opts.values())]
     lines = [
         f"{summary['optimizee']}: {summary['num_problems']} test problems, {summary['steps']} steps",
         "",
-        "| optimizer | lr | final loss (mean ± 95% CI) | sum of losses | final / best baseline | diverged |",
-        "|---|---|---|---|---|---|",
+        "| optimizer | lr | final loss (mean ± 95% CI) | sum of losses | final / best baseline | diverged |"
+        + "".join(f" {k.replace('_', ' ')} |" for k in extra),
+        "|---|---|---|---|---|---|" + "---|" * len(extra),
     ]
     for name, v in sorted(opts.items(), key=lambda kv: (math.isnan(kv[1]["final_loss"]), kv[1]["final_loss"])):
         half = (v["final_loss_ci95"][1] - v["final_loss_ci95"][0]) / 2
         ratio = v["final_loss"] / best_baseline if best_baseline and not math.isnan(best_baseline) else math.nan
         lr = "learned" if name == learned else _fmt(v["lr"]) if v["lr"] is not None else "default"
         div = f"{100 * v['diverged']:.0f}%"
-        lines.append(f"| {name} | {lr} | {_fmt(v['final_loss'])} ± {_fmt(half)} | {_fmt(v['sum_loss'])} | {ratio:.3f} | {div} |")
+        cells = "".join(f" {_fmt(v[k]) if k in v else '-'} |" for k in extra)
+        lines.append(f"| {name} | {lr} | {_fmt(v['final_loss'])} ± {_fmt(half)} | {_fmt(v['sum_loss'])} | {ratio:.3f} | {div} |{cells}")
     return "\n".join(lines) + "\n"
 
 

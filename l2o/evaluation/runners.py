@@ -13,8 +13,10 @@ from l2o.optimizers.lstm import CoordinatewiseLSTM
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 
 
-def run_torch_optimizer(factory: OptimizerFactory, problem: Problem, steps: int, lr: float | None) -> Tensor:
-    """Losses (T+1, B) of a torch.optim optimizer on all B problems at once.
+def run_torch_optimizer(
+    factory: OptimizerFactory, problem: Problem, steps: int, lr: float | None
+) -> tuple[Tensor, Tensor]:
+    """Losses (T+1, B) and final parameters (B, D) of a torch.optim optimizer on all B problems at once.
 
     SGD, NAG, RMSprop and Adam act elementwise, so one optimizer over the stacked (B, D)
     parameters gives every problem exactly the trajectory it would have alone, and
@@ -31,9 +33,9 @@ def run_torch_optimizer(factory: OptimizerFactory, problem: Problem, steps: int,
         losses.append(loss.detach())
     with torch.no_grad():
         losses.append(problem.loss(params, steps))
-    return torch.stack(losses)
+    return torch.stack(losses), params.detach()
 
 
-def run_learned(net: CoordinatewiseLSTM, problem: Problem, steps: int) -> Tensor:
-    """Losses (T+1, B) of the learned optimizer (φ frozen)."""
+def run_learned(net: CoordinatewiseLSTM, problem: Problem, steps: int) -> tuple[Tensor, Tensor]:
+    """Losses (T+1, B) and final parameters (B, D) of the learned optimizer (φ frozen)."""
     return rollout(net, problem, steps)

@@ -1,20 +1,68 @@
-"""Meta-training by truncated BPTT: the whole loop, in one place."""
+"""Meta-training by truncated BPTT: the whole loop, in one place.
+
+Every epoch boundary is a consistent state (φ, Adam's moments, the lr schedule, the
+task sampler's generator, the counters); `last.pt` holds one, so a run killed at any
+point and resumed replays the lost epochs bit for bit.
+"""
 from __future__ import annotations
 
+import copy
 import math
+import random
+import signal
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.tensorboard import SummaryWriter
 from tqdm.auto import tqdm
 
 from l2o.checkpoint import CHECKPOINT_DIR, save_checkpoint
+from l2o.errors import L2OError
 from l2o.meta.schedule import Schedule
 from l2o.meta.unroll import rollout, start, unroll
 from l2o.optimizees.base import SPLIT_OFFSETS, Family, split_seeds
 from l2o.optimizers.lstm import CoordinatewiseLSTM
+
+
+class TrainingDiverged(L2OError):
+    """Non-finite meta-gradients persisted through every allowed rollback."""
+
+    exit_code = 3
+
+
+class Interrupted(Exception):
+    """SIGINT/SIGTERM arrived; the last checkpoint was written before raising."""
+
+    def __init__(self, signum: int, epoch: int):
+        super().__init__(f"{signal.Signals(signum).name} at epoch {epoch}")
+        self.signum, self.epoch = signum, epoch
+
+
+@dataclass
+class NanGuard:
+    """A non-finite meta-loss or meta-gradient is skipped; after `max_consecutive` in a row the
+    run rolls back to the last good checkpoint with the meta-lr × `lr_factor`; after
+    `max_rollbacks` rollbacks it stops."""
+
+    max_consecutive: int = 5
+    lr_factor: float = 0.5
+    max_rollbacks: int = 3
+
+
+@dataclass
+class Progress:
+    epoch: int = 0  # the next epoch to run
+    best_val: float = math.inf
+    best_epoch: int = -1
+    checks_since_best: int = 0
+    skipped: int = 0
+    consecutive_bad: int = 0
+    rollbacks: int = 0
+    lr_scale: float = 1.0  # product of the rollbacks' lr factors
 
 
 def finite_mean(x: torch.Tensor) -> float:
@@ -22,11 +70,57 @@ def finite_mean(x: torch.Tensor) -> float:
     return float(x.mean()) if bool(torch.isfinite(x).all()) else math.inf
 
 
-
-
 def validate(net: CoordinatewiseLSTM, val_problem, horizon: int) -> float:
     """Mean final loss f(θ_T) of the frozen optimizer on the fixed validation problems."""
-    return finite_mean(rollout(net, val_problem, horizon)[-1])
+    return finite_mean(rollout(net, val_problem, horizon)[0][-1])
+
+
+def rng_state(seed_gen: torch.Generator) -> dict[str, Any]:
+    np_state = np.random.get_state()
+    return {
+        "sampler": seed_gen.get_state(),
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
+        "python": random.getstate(),
+    }
+
+
+def set_rng_state(state: dict[str, Any], seed_gen: torch.Generator) -> None:
+    seed_gen.set_state(state["sampler"])
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    np_state = state["numpy"]
+    np.random.set_state((np_state[0], np_state[1].numpy().astype(np.uint32), *np_state[2:]))
+    random.setstate(_tuplify(state["python"]))
+
+
+def _tuplify(x: Any) -> Any:
+    return tuple(_tuplify(v) for v in x) if isinstance(x, (list, tuple)) else x
+
+
+class _SignalTrap:
+    """Turn SIGINT/SIGTERM into a flag the loop checks at epoch boundaries."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> "_SignalTrap":
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._old[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread: leave signals alone
+                pass
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.signum = signum
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
 
 
 def meta_train(
@@ -39,6 +133,9 @@ def meta_train(
     seed: int = 0,
     checkpoint_extra: dict[str, Any] | None = None,
     progress: bool = True,
+    resume_from: dict[str, Any] | None = None,
+    checkpoint_every: int = 10,
+    nan_guard: NanGuard | None = None,
 ) -> dict[str, Any]:
     """Meta-train φ = net's parameters; write TensorBoard scalars and best/last checkpoints.
 
@@ -46,8 +143,10 @@ def meta_train(
     seeded with `seed`), runs them for `horizon` steps in unrolls of `unroll` steps and
     takes one Adam step on φ after each unroll, carrying θ and the LSTM state, detached,
     into the next unroll. Every `val_every` epochs φ is scored on fixed validation
-    problems; the best φ by final validation loss is kept.
+    problems; the best φ by final validation loss is kept. `resume_from` (a loaded
+    `last.pt`) continues a run exactly where that checkpoint left it.
     """
+    guard = nan_guard or NanGuard()
     run_dir = Path(run_dir)
     ckpt_dir = run_dir / CHECKPOINT_DIR
     net.to(device)
@@ -56,68 +155,130 @@ def meta_train(
     weights = schedule.step_weights().to(device)
     val_problem = family.sample(split_seeds("val", schedule.num_val), device)
     seed_gen = torch.Generator().manual_seed(seed)
-    writer = SummaryWriter(str(run_dir / "tb"))
-    extra = dict(checkpoint_extra or {})
-    extra["schedule"] = schedule.to_dict()
+    extra = dict(checkpoint_extra or {}, schedule=schedule.to_dict())
+    prog = Progress()
 
-    best_val, best_epoch, checks_since_best, skipped = math.inf, -1, 0, 0
+    def snapshot() -> dict[str, Any]:
+        return dict(extra, progress=asdict(prog), meta_opt=meta_opt.state_dict(), lr_sched=lr_sched.state_dict(),
+                    rng=rng_state(seed_gen))
+
+    def restore(ckpt: dict[str, Any]) -> None:
+        nonlocal prog
+        net.load_state_dict(ckpt["net_state"])
+        meta_opt.load_state_dict(ckpt["meta_opt"])
+        lr_sched.load_state_dict(ckpt["lr_sched"])
+        set_rng_state(ckpt["rng"], seed_gen)
+        prog = Progress(**ckpt["progress"])
+
+    if resume_from is not None:
+        restore(resume_from)
+    last_good = copy.deepcopy({"net_state": net.state_dict(), **snapshot()})
+    # purge_step drops events a killed run logged after its last checkpoint: no duplicated steps
+    writer = SummaryWriter(str(run_dir / "tb"), purge_step=prog.epoch if resume_from is not None else None)
+
+    def save_last() -> None:
+        nonlocal last_good
+        state = snapshot()
+        save_checkpoint(ckpt_dir / "last.pt", net, keep_previous=True, **state)
+        last_good = copy.deepcopy({"net_state": net.state_dict(), **state})
+
     stopped_early = False
-    bar = tqdm(range(schedule.epochs), desc="meta-train", disable=not progress, dynamic_ncols=True, mininterval=1.0)
-    for epoch in bar:
-        t_start = time.perf_counter()
-        seeds = torch.randint(0, SPLIT_OFFSETS["val"], (schedule.problems_per_epoch,), generator=seed_gen).tolist()
-        problem = family.sample(seeds, device)
-        carry = start(net, problem)
-        epoch_meta_loss, grad_norms = torch.zeros((), device=device), []
-        while carry.step < schedule.horizon:
-            n = min(schedule.unroll, schedule.horizon - carry.step)
-            meta_loss, _, carry = unroll(
-                net, problem, carry, n, weights[carry.step : carry.step + n], schedule.second_derivatives
-            )
-            meta_opt.zero_grad(set_to_none=True)
-            meta_loss.backward()
-            max_norm = schedule.clip_grad_norm if schedule.clip_grad_norm is not None else math.inf
-            grad_norm = torch.nn.utils.clip_grad_norm_(net.parameters(), max_norm)
-            if torch.isfinite(grad_norm) and torch.isfinite(meta_loss):
-                meta_opt.step()
-            else:  # a non-finite meta-gradient never reaches φ
-                skipped += 1
-            epoch_meta_loss += meta_loss.detach()
-            grad_norms.append(grad_norm.detach())
-        lr_sched.step()
-        seconds = time.perf_counter() - t_start
+    bar = tqdm(total=schedule.epochs, initial=prog.epoch, desc="meta-train", disable=not progress,
+               dynamic_ncols=True, mininterval=1.0)
+    with _SignalTrap() as trap:
+        while prog.epoch < schedule.epochs:
+            epoch = prog.epoch
+            t_start = time.perf_counter()
+            seeds = torch.randint(0, SPLIT_OFFSETS["val"], (schedule.problems_per_epoch,), generator=seed_gen).tolist()
+            problem = family.sample(seeds, device)
+            carry = start(net, problem)
+            epoch_meta_loss, grad_norms, rolled_back = torch.zeros((), device=device), [], False
+            while carry.step < schedule.horizon:
+                n = min(schedule.unroll, schedule.horizon - carry.step)
+                meta_loss, _, carry = unroll(
+                    net, problem, carry, n, weights[carry.step : carry.step + n], schedule.second_derivatives
+                )
+                meta_opt.zero_grad(set_to_none=True)
+                meta_loss.backward()
+                max_norm = schedule.clip_grad_norm if schedule.clip_grad_norm is not None else math.inf
+                grad_norm = torch.nn.utils.clip_grad_norm_(net.parameters(), max_norm)
+                if bool(torch.isfinite(grad_norm)) and bool(torch.isfinite(meta_loss)):
+                    meta_opt.step()
+                    prog.consecutive_bad = 0
+                    epoch_meta_loss += meta_loss.detach()
+                    grad_norms.append(grad_norm.detach())
+                    continue
+                # a non-finite meta-loss or meta-gradient never reaches φ
+                prog.skipped += 1
+                prog.consecutive_bad += 1
+                writer.add_scalar("guard/skipped_steps", prog.skipped, epoch)
+                if prog.consecutive_bad >= guard.max_consecutive:
+                    if prog.rollbacks >= guard.max_rollbacks:
+                        save_checkpoint(ckpt_dir / "diverged.pt", net, **snapshot())
+                        raise TrainingDiverged(
+                            f"meta-training diverged: {prog.consecutive_bad} non-finite meta-steps in a row at epoch "
+                            f"{epoch} after {prog.rollbacks} rollbacks (guard.max_rollbacks={guard.max_rollbacks}). "
+                            f"The last good checkpoint is {ckpt_dir / 'last.pt'}; lower schedule.meta_lr or "
+                            "schedule.clip_grad_norm, or check the optimizee for NaNs."
+                        )
+                    rollbacks, skipped = prog.rollbacks + 1, prog.skipped
+                    restore(last_good)
+                    prog.rollbacks, prog.skipped, prog.consecutive_bad = rollbacks, skipped, 0
+                    prog.lr_scale *= guard.lr_factor
+                    for group in meta_opt.param_groups:
+                        group["lr"] *= guard.lr_factor
+                    writer.add_scalar("guard/rollbacks", prog.rollbacks, epoch)
+                    tqdm.write(f"l2o-train: {guard.max_consecutive} non-finite meta-steps in a row at epoch {epoch}: "
+                               f"rolled back to epoch {prog.epoch}, meta-lr now {meta_opt.param_groups[0]['lr']:.3g}")
+                    rolled_back = True
+                    break
+            if rolled_back:
+                bar.n = prog.epoch
+                continue
+            lr_sched.step()
+            seconds = time.perf_counter() - t_start
 
-        final_loss = finite_mean(carry.loss)
-        writer.add_scalar("meta/loss", float(epoch_meta_loss), epoch)
-        writer.add_scalar("meta/grad_norm", float(torch.stack(grad_norms).mean()), epoch)
-        writer.add_scalar("meta/lr", meta_opt.param_groups[0]["lr"], epoch)
-        writer.add_scalar("meta/skipped_steps", skipped, epoch)
-        writer.add_scalar("train/final_loss", final_loss, epoch)
-        writer.add_scalar("perf/optimizee_steps_per_s", problem.num_problems * schedule.horizon / seconds, epoch)
-        bar.set_postfix(meta_loss=f"{float(epoch_meta_loss):.4g}", best_val=f"{best_val:.4g}")
+            writer.add_scalar("meta/loss", float(epoch_meta_loss), epoch)
+            if grad_norms:
+                writer.add_scalar("meta/grad_norm", float(torch.stack(grad_norms).mean()), epoch)
+            writer.add_scalar("meta/lr", meta_opt.param_groups[0]["lr"], epoch)
+            writer.add_scalar("meta/skipped_steps", prog.skipped, epoch)
+            writer.add_scalar("train/final_loss", finite_mean(carry.loss), epoch)
+            writer.add_scalar("perf/optimizee_steps_per_s", problem.num_problems * schedule.horizon / seconds, epoch)
+            bar.update(1)
+            bar.set_postfix(meta_loss=f"{float(epoch_meta_loss):.4g}", best_val=f"{prog.best_val:.4g}")
+            prog.epoch = epoch + 1
 
-        last_epoch = epoch == schedule.epochs - 1
-        if (epoch + 1) % schedule.val_every == 0 or last_epoch:
-            val = validate(net, val_problem, schedule.horizon)
-            writer.add_scalar("val/final_loss", val, epoch)
-            state = dict(extra, epoch=epoch, best_val=min(val, best_val), meta_opt=meta_opt.state_dict())
-            if val < best_val:
-                best_val, best_epoch, checks_since_best = val, epoch, 0
-                save_checkpoint(ckpt_dir / "best.pt", net, **dict(state, val_loss=val))
-            else:
-                checks_since_best += 1
-            save_checkpoint(ckpt_dir / "last.pt", net, **dict(state, val_loss=val))
-            if schedule.patience is not None and checks_since_best >= schedule.patience:
-                stopped_early = True
+            last_epoch = prog.epoch == schedule.epochs
+            validated = False
+            if prog.epoch % schedule.val_every == 0 or last_epoch:
+                validated = True
+                val = validate(net, val_problem, schedule.horizon)
+                writer.add_scalar("val/final_loss", val, epoch)
+                if val < prog.best_val:
+                    prog.best_val, prog.best_epoch, prog.checks_since_best = val, epoch, 0
+                    save_checkpoint(ckpt_dir / "best.pt", net, **dict(snapshot(), val_loss=val))
+                else:
+                    prog.checks_since_best += 1
+                if schedule.patience is not None and prog.checks_since_best >= schedule.patience:
+                    stopped_early = True
+            if validated or prog.epoch % checkpoint_every == 0 or last_epoch or stopped_early or trap.signum:
+                save_last()
+            if trap.signum is not None:
+                writer.close()
+                bar.close()
+                raise Interrupted(trap.signum, prog.epoch)
+            if stopped_early:
                 break
     bar.close()
     writer.close()
     return {
-        "best_val": best_val,
-        "best_epoch": best_epoch,
-        "epochs_run": epoch + 1,
+        "best_val": prog.best_val,
+        "best_epoch": prog.best_epoch,
+        "epochs_run": prog.epoch,
         "stopped_early": stopped_early,
-        "skipped_steps": skipped,
-        "checkpoint": str(ckpt_dir / ("best.pt" if best_epoch >= 0 else "last.pt")),
+        "skipped_steps": prog.skipped,
+        "rollbacks": prog.rollbacks,
+        "checkpoint": str(ckpt_dir / ("best.pt" if prog.best_epoch >= 0 else "last.pt")),
         "tensorboard": str(run_dir / "tb"),
     }

@@ -75,8 +75,8 @@ def unroll(
     return meta_loss, stacked, new_carry
 
 
-def rollout(net: nn.Module, problem: Problem, num_steps: int) -> Tensor:
-    """Losses f(θ_0..θ_T) of the learned optimizer, shape (T + 1, B), without meta-graph."""
+def rollout(net: nn.Module, problem: Problem, num_steps: int) -> tuple[Tensor, Tensor]:
+    """Losses f(θ_0..θ_T), shape (T + 1, B), and θ_T of the learned optimizer, without meta-graph."""
     carry = start(net, problem)
-    _, losses, _ = unroll(net, problem, carry, num_steps)
-    return torch.cat([carry.loss.unsqueeze(0), losses])
+    _, losses, end = unroll(net, problem, carry, num_steps)
+    return torch.cat([carry.loss.unsqueeze(0), losses]), end.params

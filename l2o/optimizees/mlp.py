@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from l2o.data import verify_files
 from l2o.errors import L2OError
 from l2o.optimizees.base import SPLIT_OFFSETS, Family, ParamSpec, Problem, generator_for
 
@@ -23,6 +24,8 @@ ACTIVATIONS = {"sigmoid": torch.sigmoid, "relu": torch.relu, "tanh": torch.tanh}
 
 def _as_tensors(dataset: Any) -> tuple[Tensor, Tensor]:
     """(N, features) float images in [0, 1] and (N,) labels of a torchvision dataset."""
+    if getattr(dataset, "root", None) is not None:
+        verify_files(dataset.root)
     data, targets = getattr(dataset, "data", None), getattr(dataset, "targets", None)
     if data is None or targets is None:
         raise L2OError(f"dataset {type(dataset).__name__} has no .data/.targets tensors (MNIST-like torchvision datasets do).")
