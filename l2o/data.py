@@ -22,30 +22,32 @@ def dataset_error(key: str, target: str, root: str, detail: str) -> L2OError:
     )
 
 
-# md5 of the decompressed official MNIST files (the values torchvision's download checks)
+# size and md5 of the decompressed official MNIST files (the md5s torchvision's download checks)
 KNOWN_MD5 = {
-    "MNIST/raw/train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
-    "MNIST/raw/train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
-    "MNIST/raw/t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
-    "MNIST/raw/t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
+    "MNIST/raw/train-images-idx3-ubyte": (47_040_016, "6bbc9ace898e44ae57da46a324031adb"),
+    "MNIST/raw/train-labels-idx1-ubyte": (60_008, "a25bea736e30d166cdddb491f175f624"),
+    "MNIST/raw/t10k-images-idx3-ubyte": (7_840_016, "2646ac647ad5339dbf082846283269ea"),
+    "MNIST/raw/t10k-labels-idx1-ubyte": (10_008, "27ae3e4e09519cfbb04c329615203637"),
 }
 _verified: dict[tuple[str, int, int], str] = {}
 
 
 def verify_files(root: str | os.PathLike, key: str = "optimizee.dataset") -> None:
-    """Check every known data file under `root` against its published md5 before use.
-
-    A file that is absent is left to the dataset class (which says so); a file that is
-    present but differs (truncated, corrupted, a different release) is an error naming it.
-    """
+    """Check every known data file under `root` before use: a file of the official size must
+    have the official md5 (a flipped byte is caught); any other size must be a consistent IDX
+    file (header count × item size), as a deliberate subset is. Absent files are left to the
+    dataset class, which says so."""
     import hashlib
     from pathlib import Path
 
-    for rel, expected in KNOWN_MD5.items():
+    for rel, (size, expected) in KNOWN_MD5.items():
         path = Path(root) / rel
         if not path.is_file():
             continue
         stat = path.stat()
+        if stat.st_size != size:
+            _check_idx(path, key)
+            continue
         cache_key = (str(path), stat.st_size, stat.st_mtime_ns)
         if cache_key not in _verified:
             digest = hashlib.md5()
@@ -59,3 +61,20 @@ def verify_files(root: str | os.PathLike, key: str = "optimizee.dataset") -> Non
                 f"(md5 {_verified[cache_key]}, expected {expected}, {stat.st_size} bytes). "
                 f"Restore it from a clean copy (e.g. shared/data) or point {key}.root / ${ENV_VAR} elsewhere."
             )
+
+
+def _check_idx(path, key: str) -> None:
+    """An IDX file's header (magic, dims) must account for exactly its size."""
+    import math
+    import struct
+
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+        ndim = head[3] if len(head) == 4 else 0
+        dims = struct.unpack(f">{ndim}I", fh.read(4 * ndim)) if ndim else ()
+    expected = 4 + 4 * ndim + math.prod(dims)
+    if len(head) < 4 or head[:2] != b"\x00\x00" or len(dims) != ndim or path.stat().st_size != expected:
+        raise L2OError(
+            f"{key}: data file {str(path)!r} is truncated or not an IDX file ({path.stat().st_size} bytes, header "
+            f"says {expected}). Restore it from a clean copy (e.g. shared/data) or point {key}.root / ${ENV_VAR} elsewhere."
+        )

@@ -117,3 +117,18 @@ def test_mnist_train_and_eval_end_to_end(tmp_path):
     for row in summary["optimizers"].values():
         assert 0 <= row["test_accuracy"] <= 1 and row["test_loss"] > 0
     assert "test accuracy" in proc.stdout
+
+
+def test_data_files_are_verified_against_their_md5(tmp_path):
+    import shutil
+
+    raw = tmp_path / "data" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for f in RAW.iterdir():
+        shutil.copy(f, raw / f.name)
+    labels = bytearray((raw / "train-labels-idx1-ubyte").read_bytes())
+    labels[100] = (labels[100] + 1) % 10  # a silently wrong label: torchvision loads it happily
+    (raw / "train-labels-idx1-ubyte").write_bytes(bytes(labels))
+    proc = run_cli("l2o-train", "experiment=mnist", *TINY_TRAIN, f"optimizee.dataset.root={tmp_path / 'data'}",
+                   f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path, check=False)
+    assert proc.returncode == 2 and "train-labels-idx1-ubyte" in proc.stderr and "a25bea736e30d166cdddb491f175f624" in proc.stderr

@@ -48,6 +48,8 @@ def run(cfg: DictConfig) -> float:
     if cfg.get("optimizer") is not None:
         check_architecture(ckpt, OmegaConf.to_container(cfg.optimizer, resolve=True))
     net = net_from_checkpoint(ckpt)
+    if cfg.compile:
+        net.compile_layers()
     if cfg.get("optimizee") is not None:
         optimizee_cfg, optimizee_name = cfg.optimizee, choice("optimizee")
     else:

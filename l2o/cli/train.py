@@ -76,6 +76,8 @@ def train(cfg: DictConfig) -> float:
             f"optimizer={choice('optimizer')!r} is a baseline, not a learned optimizer; l2o-train meta-trains "
             "optimizer=lstm (baselines are compared by l2o-eval)."
         )
+    if cfg.compile:
+        net.compile_layers()
     schedule = build(cfg.schedule, "schedule")
     family = build(cfg.optimizee, "optimizee")
     out = run_dir()

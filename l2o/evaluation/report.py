@@ -32,7 +32,7 @@ def summarize(curves: dict[str, Curve], lrs: dict[str, float | None], optimizee:
     return out
 
 
-def markdown_table(summary: dict[str, Any], learned: str | None) -> str:
+def markdown_table(summary: dict[str, Any], learned: str | None, grid: list[float] | None = None) -> str:
     """Final loss with its CI, sum of losses and the ratio to the best tuned baseline."""
     opts = summary["optimizers"]
     baselines = [v["final_loss"] for k, v in opts.items() if k != learned and not math.isnan(v["final_loss"])]
@@ -52,6 +52,11 @@ def markdown_table(summary: dict[str, Any], learned: str | None) -> str:
         div = f"{100 * v['diverged']:.0f}%"
         cells = "".join(f" {_fmt(v[k]) if k in v else '-'} |" for k in extra)
         lines.append(f"| {name} | {lr} | {_fmt(v['final_loss'])} ± {_fmt(half)} | {_fmt(v['sum_loss'])} | {ratio:.3f} | {div} |{cells}")
+    if grid:
+        edge = [n for n, v in opts.items() if v["lr"] is not None and (v["lr"] >= max(grid) * 0.999 or v["lr"] <= min(grid) * 1.001)]
+        if edge:
+            lines += ["", f"Note: the lr selected for {', '.join(edge)} is at the edge of the grid "
+                      f"[{min(grid):.3g}, {max(grid):.3g}]; widen tuning.low/tuning.high."]
     return "\n".join(lines) + "\n"
 
 
@@ -108,7 +113,7 @@ def plot_curves(path: Path, curves: dict[str, Curve], lrs: dict[str, float | Non
 def write_all(out_dir: Path, curves: dict[str, Curve], lrs: dict[str, float | None], summary: dict[str, Any],
               learned: str | None, tuning: dict[str, Any]) -> str:
     out_dir.mkdir(parents=True, exist_ok=True)
-    table = markdown_table(summary, learned)
+    table = markdown_table(summary, learned, tuning.get("grid"))
     write_curves_csv(out_dir / "curves.csv", curves)
     write_tensorboard(out_dir / "tb", curves)
     plot_curves(out_dir / "loss.png", curves, lrs, f"{summary['optimizee']}: mean loss over {summary['num_problems']} problems")
