@@ -2,6 +2,7 @@
 
     python scripts/bench.py                 # CPU (device=auto picks CUDA when present)
     python scripts/bench.py device=cuda runs=5
+    python scripts/bench.py compile=true     # the LSTM layers through torch.compile
 
 Prints one JSON line per measurement, {"name", "device", "median", "min", "max", "unit", "runs"},
 then a table. Medians over `runs` repetitions after one warm-up. Not a test: nothing asserts.
@@ -89,13 +90,14 @@ def main(argv: list[str]) -> None:
     args = dict(a.split("=", 1) for a in argv)
     device = resolve_device(args.get("device", "auto"))
     runs = int(args.get("runs", 5))
+    compiled = args.get("compile", "false").lower() == "true"
     configure_torch()
     torch.manual_seed(0)
     data = Path(os.environ.get("L2O_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data")) / "mnist"
     results = []
 
     def report(name, values, unit, n=runs):
-        row = {"name": name, "device": str(device), "median": statistics.median(values), "min": min(values),
+        row = {"name": name, "device": str(device) + (" compiled" if compiled else ""), "median": statistics.median(values), "min": min(values),
                "max": max(values), "unit": unit, "runs": n}
         results.append(row)
         print(json.dumps(row), flush=True)
@@ -107,7 +109,7 @@ def main(argv: list[str]) -> None:
     report("matmul_peak", peak, "GFLOP/s")
 
     # quadratics, paper setting: B = 128 functions, d = 10, T = 100, U = 20
-    quad_net = CoordinatewiseLSTM(20, 2, None, 1.0).to(device)
+    quad_net = CoordinatewiseLSTM(20, 2, None, 1.0).to(device).compile_layers(compiled)
     quad = Quadratic(dim=10).sample(split_seeds("train", 128), device)
     t = measure(meta_epoch(quad_net, quad), runs, device)
     report("quadratic_meta_epoch", t, "s")
@@ -117,7 +119,7 @@ def main(argv: list[str]) -> None:
     train = torchvision.datasets.MNIST(str(data), train=True)
     test = torchvision.datasets.MNIST(str(data), train=False)
     fam = MLPClassifier(train, test)
-    net = CoordinatewiseLSTM(20, 2, 10.0, 0.1).to(device)
+    net = CoordinatewiseLSTM(20, 2, 10.0, 0.1).to(device).compile_layers(compiled)
     with torch.no_grad():
         net.out_weight.normal_(0, 0.1)
     problem = fam.sample(split_seeds("train", 1), device)

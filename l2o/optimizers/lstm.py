@@ -20,13 +20,18 @@ State = tuple[Tensor, ...]  # (h_0, c_0, h_1, c_1, ...), each (hidden, N)
 
 
 def lstm_layer(weight: Tensor, x: Tensor, h: Tensor, c: Tensor, ones: Tensor) -> tuple[Tensor, Tensor]:
-    """One layer for all N coordinates: gates (i, f, o, g) = W @ [h; x; 1] in one matmul,
-    the three sigmoid gates as one contiguous block."""
+    """One layer for all N coordinates: gates (i, f, o, g) = W @ [h; x; 1] in one matmul.
+
+    tanh(a) is computed as 2·σ(2a) − 1: on the CPU build measured here torch's tanh kernel
+    was 9× slower than its sigmoid (325 µs against 36 µs on 20 × 15,910 floats). The factor 2
+    of the cell-input gate is folded into its rows of W, so all four gates are one sigmoid.
+    """
     H = h.shape[0]
-    gates = weight @ torch.cat((h, x, ones))
-    i, f, o = gates[: 3 * H].sigmoid().chunk(3, 0)
-    c = torch.addcmul(f * c, i, gates[3 * H :].tanh())
-    return o * c.tanh(), c
+    scale = torch.ones(4 * H, 1, dtype=weight.dtype, device=weight.device)
+    scale[3 * H :] = 2.0
+    i, f, o, g = ((weight * scale) @ torch.cat((h, x, ones))).sigmoid().chunk(4, 0)
+    c = torch.addcmul(f * c, i, 2.0 * g - 1.0)
+    return o * (2.0 * torch.sigmoid(2.0 * c) - 1.0), c
 
 
 class CoordinatewiseLSTM(nn.Module):
