@@ -153,7 +153,7 @@ def main(argv: list[str]) -> None:
     floor = lstm_flops_per_coordinate(net, backward=False) * fam.spec.numel / 1e9 / statistics.median(peak)
     print(f"# learned step FLOP floor at matmul peak: {floor * 1e3:.3f} ms")
 
-    print(f"\n| name | device | median | min | max | unit |\n|---|---|---|---|---|---|")
+    print("\n| name | device | median | min | max | unit |\n|---|---|---|---|---|---|")
     for r in results:
         print(f"| {r['name']} | {r['device']} | {r['median']:.4g} | {r['min']:.4g} | {r['max']:.4g} | {r['unit']} |")
 

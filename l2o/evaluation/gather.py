@@ -15,7 +15,8 @@ from typing import Any
 import yaml
 from hydra.experimental.callback import Callback
 
-from l2o.utils import atomic_write, atomic_write_text
+from l2o.evaluation.report import save_figure
+from l2o.utils import atomic_write_text
 
 
 def collect(sweep_dir: Path) -> list[dict[str, Any]]:
@@ -71,11 +72,7 @@ def write(sweep_dir: Path, rows: list[dict[str, Any]]) -> None:
         ax.set_title(f"{d} hidden layer{'s' if d != 1 else ''}")
         ax.grid(True, which="both", alpha=0.25)
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    png = io.BytesIO()
-    fig.savefig(png, format="png")
-    plt.close(fig)
-    atomic_write(sweep_dir / "sweep.png", lambda fh: fh.write(png.getvalue()))
+    save_figure(fig, sweep_dir / "sweep.png")
 
 
 def gather(sweep_dir: str | Path) -> Path:

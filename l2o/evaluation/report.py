@@ -11,7 +11,7 @@ from typing import Any
 from torch.utils.tensorboard import SummaryWriter
 
 from l2o.evaluation.stats import Curve
-from l2o.utils import atomic_write_text
+from l2o.utils import atomic_write, atomic_write_text
 
 
 def _fmt(x: float) -> str:
@@ -101,12 +101,17 @@ def plot_curves(path: Path, curves: dict[str, Curve], lrs: dict[str, float | Non
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.25)
     ax.legend(fontsize=8)
+    save_figure(fig, path)
+
+
+def save_figure(fig, path: Path) -> None:
+    """Lay out, render to PNG in memory and write atomically (a plot is never half-written)."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     plt.close(fig)
-    from l2o.utils import atomic_write
-
     atomic_write(path, lambda fh: fh.write(buf.getvalue()))
 
 
