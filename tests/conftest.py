@@ -7,7 +7,8 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
+# the offline data: $L2O_DATA_DIR, else ../shared/data beside the checkout (as in CI)
+SHARED_DATA = Path(os.environ.get("L2O_DATA_DIR") or REPO.parent / "shared" / "data")
 
 
 @pytest.fixture(autouse=True)
