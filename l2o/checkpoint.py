@@ -5,7 +5,6 @@ to unpickle arbitrary objects: a crafted pickle is refused, not run.
 """
 from __future__ import annotations
 
-import os
 import pickle
 import sys
 from pathlib import Path
@@ -24,14 +23,13 @@ ARCH_KEYS = ("hidden_size", "num_layers", "preprocess_p", "output_scale")
 
 
 def save_checkpoint(path: str | Path, net: CoordinatewiseLSTM, keep_previous: bool = False, **extra: Any) -> None:
-    """Write atomically; with `keep_previous` the file it replaces stays as `<name>.prev.pt`
-    (hard-linked first, so `path` itself exists at every moment)."""
+    """Write atomically; with `keep_previous` the file it replaces stays as `<name>.prev.pt`.
+
+    The previous file is copied (not hard-linked: a link would share the inode, so damage to
+    `path` in place would damage the fallback too), and `path` itself exists at every moment."""
     path = Path(path)
     if keep_previous and path.exists():
-        tmp = path.with_name(f".{path.stem}.prev.tmp")
-        tmp.unlink(missing_ok=True)
-        os.link(path, tmp)
-        os.replace(tmp, previous_path(path))
+        atomic_write(previous_path(path), lambda fh: fh.write(path.read_bytes()))
     payload = {
         "format_version": FORMAT_VERSION,
         "l2o_version": __version__,
