@@ -25,6 +25,9 @@ def _fails(name, *args, cwd, code=2):
         ("optimizer.num_layers=-2", ["optimizer.num_layers=-2", ">= 0"]),
         ("device=tpu", ["device='tpu'", "auto, cpu, cuda"]),
         ("optimizer=adam", ["optimizer='adam'", "baseline", "optimizer=lstm"]),
+        ("optimizee.init_std=-1", ["optimizee.init_std=-1", ">= 0"]),
+        ("guard.lr_factor=2", ["guard.lr_factor=2", "(0, 1)"]),
+        ("checkpoint_every=0", ["checkpoint_every=0", "positive integer"]),
     ],
 )
 def test_train_rejects_bad_values_before_any_work(tmp_path, override, words):

@@ -102,6 +102,8 @@ class MLPClassifier(Family):
             raise L2OError(f"optimizee.hidden={hidden!r} must be a list of positive integers (one width per hidden layer).")
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise L2OError(f"optimizee.batch_size={batch_size!r} must be a positive integer.")
+        if not isinstance(init_std, (int, float)) or init_std < 0:
+            raise L2OError(f"optimizee.init_std={init_std!r} must be a number >= 0.")
         self.x, self.y = _as_tensors(dataset)
         if not 0 < test_part_start < self.x.shape[0]:
             raise L2OError(f"optimizee.test_part_start={test_part_start} must lie inside the {self.x.shape[0]} training images.")

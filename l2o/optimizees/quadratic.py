@@ -32,8 +32,10 @@ class Quadratic(Family):
     def __init__(self, dim: int = 10, distribution: str = "gaussian", init_std: float = 0.01):
         if distribution not in DISTRIBUTIONS:
             raise L2OError(f"optimizee.distribution={distribution!r} is unknown; allowed: {', '.join(DISTRIBUTIONS)}.")
-        if int(dim) < 1:
+        if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
             raise L2OError(f"optimizee.dim={dim!r} must be a positive integer.")
+        if not isinstance(init_std, (int, float)) or init_std < 0:
+            raise L2OError(f"optimizee.init_std={init_std!r} must be a number >= 0.")
         self.dim, self.distribution, self.init_std = int(dim), distribution, float(init_std)
         self.spec = ParamSpec({"theta": (self.dim,)})
 
