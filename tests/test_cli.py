@@ -87,3 +87,15 @@ def test_experiment_presets_compose(tmp_path):
     assert ckpt["net_config"] == {"hidden_size": 20, "num_layers": 2, "preprocess_p": 5.0, "output_scale": 0.01}
     assert ckpt["optimizee"]["config"]["distribution"] == "uniform"
     assert ckpt["config"]["schedule"]["problems_per_epoch"] == 4  # the command line wins over the preset
+
+
+def test_a_diverging_optimizer_is_reported_not_fatal(trained):
+    root, run = trained
+    out = root / "eval_div"
+    proc = run_cli("l2o-eval", f"checkpoint={run}", *TINY_EVAL, "tuning.enabled=false", "baselines.sgd.lr=10",
+                   f"hydra.run.dir={out}", cwd=root)
+    summary = json.loads((out / "summary.json").read_text())["optimizers"]
+    assert summary["sgd"]["diverged"] == 1.0 and summary["sgd"]["lr"] == 10
+    assert summary["adam"]["diverged"] == 0.0 and summary["adam"]["final_loss"] > 0  # the others are untouched
+    assert "| sgd | 10 |" in proc.stdout and "100% |" in proc.stdout
+    assert (out / "loss.png").exists()
