@@ -79,3 +79,12 @@ def keep_large_allocations() -> None:
     M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
     libc.mallopt(M_MMAP_THRESHOLD, 1 << 30)
     libc.mallopt(M_TRIM_THRESHOLD, (1 << 31) - 1)
+
+
+def write_hparams(tb_dir: str | os.PathLike, hparams: dict[str, Any], metrics: dict[str, float]) -> None:
+    """One HParams session in `tb_dir` (run name "." keeps it beside the run's own scalars), so
+    `tensorboard --logdir <sweep dir>` lists every job's hyperparameters against its metrics."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    with SummaryWriter(str(tb_dir)) as writer:
+        writer.add_hparams(hparams, metrics, run_name=".")

@@ -24,6 +24,14 @@ def main(root: Path) -> None:
     train_cfg = root / "train" / ".hydra" / "config.yaml"
     if train_cfg.exists():
         out += ["Meta-training config: `" + str(train_cfg) + "`.", ""]
+    result = root / "train" / "result.json"
+    if result.exists():
+        r = json.loads(result.read_text())
+        out += [f"Meta-training: {r['epochs_run']} epochs; best φ at epoch {r['best_epoch'] + 1} "
+                f"(validation score {r['best_val']:.4g}); checkpoint `{r['checkpoint']}`.", ""]
+    train_time = root / "train_time.txt"
+    if train_time.exists():
+        out += [f"Meta-training wall time: {train_time.read_text().strip()}.", ""]
     out += ["## Paper vs ours (final training loss, mean over test problems)", "",
             "| setting | paper LSTM | paper baselines | our LSTM | our best baseline | our Adam | our NAG | our RMSprop | our SGD |",
             "|---|---|---|---|---|---|---|---|---|"]
@@ -45,7 +53,7 @@ def main(root: Path) -> None:
                      sweep.read_text(), "![sweep](sweep/sweep.png)", ""]
     times = root / "eval_times.txt"
     if times.exists():
-        sections += ["## Evaluation wall time (100 test problems × 5 optimizers, lr grid of 17 on 100 problems)", "",
+        sections += ["## Evaluation wall time (100 test problems × 5 optimizers, lr grid of 21 values tuned on 100 problems)", "",
                      "```", times.read_text().strip(), "```", ""]
     (root / "REPORT.md").write_text("\n".join(out + [""] + sections))
 

@@ -6,11 +6,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
 if [ "${SKIP_TRAIN:-0}" != 1 ]; then
-  .venv/bin/l2o-train experiment=mnist "$@"
+  mkdir -p outputs/mnist
+  /usr/bin/time -f "%e s" -o outputs/mnist/train_time.txt .venv/bin/l2o-train experiment=mnist "$@"
 fi
+rm -f outputs/mnist/eval_times.txt
 for preset in mnist mnist_steps200 mnist_units40 mnist_layers2 mnist_relu; do
   /usr/bin/time -f "$preset: %e s" -a -o outputs/mnist/eval_times.txt .venv/bin/l2o-eval experiment=$preset
 done
-.venv/bin/l2o-eval --multirun experiment=mnist_sweep
+/usr/bin/time -f "mnist_sweep: %e s" -a -o outputs/mnist/eval_times.txt .venv/bin/l2o-eval --multirun experiment=mnist_sweep
 .venv/bin/python scripts/mnist_report.py outputs/mnist
 echo "report: outputs/mnist/REPORT.md"

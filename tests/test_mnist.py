@@ -7,6 +7,9 @@ import torch
 import torchvision
 
 from conftest import SHARED_DATA, TINY_EVAL, TINY_TRAIN, run_cli
+
+# the mnist preset on a tiny budget: its curriculum (T = 200 from epoch 500) and torch.compile are off
+TINY_MNIST = ("experiment=mnist", *TINY_TRAIN, "schedule.curriculum=null", "compile=false")
 from l2o.optimizees import MLPClassifier
 from l2o.optimizees.base import split_seeds
 
@@ -88,7 +91,7 @@ def test_test_problems_use_the_held_out_part_and_full_test_metrics(tiny):
 def test_swapping_the_dataset_node_by_config(tmp_path):
     root = write_idx_subset(tmp_path / "data", folder="FashionMNIST")
     run = tmp_path / "run"
-    proc = run_cli("l2o-train", "experiment=mnist", *TINY_TRAIN, "optimizee.test_part_start=200",
+    proc = run_cli("l2o-train", *TINY_MNIST, "optimizee.test_part_start=200",
                    "optimizee.dataset._target_=torchvision.datasets.FashionMNIST", f"optimizee.dataset.root={root}",
                    f"hydra.run.dir={run}", cwd=tmp_path)
     assert "checkpoint" in proc.stdout
@@ -99,7 +102,7 @@ def test_swapping_the_dataset_node_by_config(tmp_path):
 @pytest.mark.parametrize("corrupt", [False, True])
 def test_missing_or_corrupt_data_root_names_the_path_and_the_fix(tmp_path, corrupt):
     root = write_idx_subset(tmp_path / "bad", corrupt=True) if corrupt else tmp_path / "missing"
-    proc = run_cli("l2o-train", "experiment=mnist", *TINY_TRAIN, f"optimizee.dataset.root={root}",
+    proc = run_cli("l2o-train", *TINY_MNIST, f"optimizee.dataset.root={root}",
                    f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path, check=False)
     assert proc.returncode == 2, proc.stderr
     assert str(root) in proc.stderr and "L2O_DATA_DIR" in proc.stderr and "optimizee.dataset.root=PATH" in proc.stderr
@@ -108,9 +111,9 @@ def test_missing_or_corrupt_data_root_names_the_path_and_the_fix(tmp_path, corru
 
 def test_mnist_train_and_eval_end_to_end(tmp_path):
     run = tmp_path / "train"
-    run_cli("l2o-train", "experiment=mnist", *TINY_TRAIN, f"hydra.run.dir={run}", cwd=tmp_path)
+    run_cli("l2o-train", *TINY_MNIST, f"hydra.run.dir={run}", cwd=tmp_path)
     out = tmp_path / "eval"
-    proc = run_cli("l2o-eval", "experiment=mnist_relu", f"checkpoint={run}", *TINY_EVAL, "num_test=4", "steps=5",
+    proc = run_cli("l2o-eval", "experiment=mnist_relu", "compile=false", f"checkpoint={run}", *TINY_EVAL, "num_test=4", "steps=5",
                    f"hydra.run.dir={out}", cwd=tmp_path)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["optimizee"] == "mnist_mlp" and summary["steps"] == 5
@@ -129,6 +132,6 @@ def test_data_files_are_verified_against_their_md5(tmp_path):
     labels = bytearray((raw / "train-labels-idx1-ubyte").read_bytes())
     labels[100] = (labels[100] + 1) % 10  # a silently wrong label: torchvision loads it happily
     (raw / "train-labels-idx1-ubyte").write_bytes(bytes(labels))
-    proc = run_cli("l2o-train", "experiment=mnist", *TINY_TRAIN, f"optimizee.dataset.root={tmp_path / 'data'}",
+    proc = run_cli("l2o-train", *TINY_MNIST, f"optimizee.dataset.root={tmp_path / 'data'}",
                    f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path, check=False)
     assert proc.returncode == 2 and "train-labels-idx1-ubyte" in proc.stderr and "a25bea736e30d166cdddb491f175f624" in proc.stderr

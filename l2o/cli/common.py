@@ -10,6 +10,7 @@ from typing import Any, Callable
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
+import torch
 from omegaconf import DictConfig, OmegaConf
 
 from l2o.data import dataset_error
@@ -74,6 +75,39 @@ def positive_int(cfg: DictConfig, key: str, allow_none: bool = False) -> int | N
     return value
 
 
+def hparams(cfg: DictConfig, keys: tuple[str, ...]) -> dict[str, Any]:
+    """The run's hyperparameters for TensorBoard's HParams view: every scalar field under
+    `keys` (config groups or single values) and each group's chosen option, so that whatever a
+    sweep varies shows up as a column. Lists become text; `_target_`s and paths are left out."""
+    out: dict[str, Any] = {}
+    choices = HydraConfig.get().runtime.choices if HydraConfig.initialized() else {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                if k != "_target_" and k != "root":
+                    walk(f"{prefix}.{k}", v)
+        elif isinstance(value, (bool, int, float, str)):
+            out[prefix] = value
+        elif value is None:
+            out[prefix] = "null"
+        else:
+            out[prefix] = str(value)
+
+    for key in keys:
+        if choices.get(key):
+            out[key] = choices[key]
+        node = OmegaConf.select(cfg, key)
+        walk(key, OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node)
+    return out
+
+
+def set_threads(cfg: DictConfig) -> None:
+    """`threads=N` caps torch's intra-op threads: with parallel sweep jobs or several
+    processes per machine, N × jobs should not exceed the cores (oversubscription is slow)."""
+    threads = positive_int(cfg, "threads", allow_none=True)
+    if threads is not None:
+        torch.set_num_threads(threads)
 
 
 # conf/ sits at the repository root beside l2o/ (an editable install, `pip install -e .`).

@@ -8,10 +8,10 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from l2o.checkpoint import check_architecture, load_checkpoint, net_from_checkpoint
-from l2o.cli.common import CONF_DIR, build, choice, positive_int, run_dir, user_errors
+from l2o.cli.common import CONF_DIR, build, choice, hparams, positive_int, run_dir, set_threads, user_errors
 from l2o.errors import L2OError
 from l2o.evaluation.evaluate import evaluate
-from l2o.utils import configure_torch, resolve_device
+from l2o.utils import configure_torch, resolve_device, write_hparams
 
 METRICS = ("final", "sum")
 
@@ -43,6 +43,7 @@ def run(cfg: DictConfig) -> float:
         raise L2OError("checkpoint is required: l2o-eval checkpoint=PATH (a .pt file or an l2o-train run directory).")
     _check(cfg)
     device = resolve_device(cfg.device)
+    set_threads(cfg)
     configure_torch()
     ckpt = load_checkpoint(checkpoint)
     if cfg.get("optimizer") is not None:
@@ -76,6 +77,9 @@ def run(cfg: DictConfig) -> float:
         optimizee_name=optimizee_name,
         progress=cfg.progress,
     )
+    hp = dict(hparams(cfg, ("optimizee", "steps", "num_test", "tuning")), optimizee=optimizee_name, steps=steps,
+              checkpoint=str(checkpoint))
+    write_hparams(out / "tb", hp, {f"hparam/final_loss/{name}": r["final_loss"] for name, r in summary["optimizers"].items()})
     print(table)
     print(f"l2o-eval: results in {out} (summary.json, summary.md, curves.csv, loss.png, tb/)")
     return summary["optimizers"][cfg.name]["final_loss"]

@@ -1,6 +1,7 @@
 """`l2o-train`: meta-train the learned optimizer described by the config."""
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -9,11 +10,12 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from l2o.checkpoint import ARCH_KEYS, CHECKPOINT_DIR, load_with_fallback
-from l2o.cli.common import CONF_DIR, build, choice, positive_int, run_dir, user_errors
+from l2o.cli.common import CONF_DIR, build, choice, hparams, positive_int, run_dir, set_threads, user_errors
 from l2o.errors import L2OError
+from l2o.meta.distributed import close_world, init_world
 from l2o.meta.trainer import Interrupted, NanGuard, meta_train
 from l2o.optimizers.lstm import CoordinatewiseLSTM
-from l2o.utils import configure_torch, resolve_device, seed_everything
+from l2o.utils import atomic_write_text, configure_torch, resolve_device, seed_everything
 
 # schedule fields a resumed run may change (e.g. train for more epochs)
 RESUMABLE_CHANGES = ("epochs", "patience", "val_every")
@@ -62,6 +64,7 @@ def _resume_state(cfg: DictConfig, out: Path, net: CoordinatewiseLSTM, schedule:
 def train(cfg: DictConfig) -> float:
     # Everything is built and checked before any work starts.
     device = resolve_device(cfg.device)
+    set_threads(cfg)
     if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int) or cfg.seed < 0:
         raise L2OError(f"seed={cfg.seed!r} must be an integer >= 0.")
     if not isinstance(cfg.resume, bool):
@@ -80,9 +83,20 @@ def train(cfg: DictConfig) -> float:
         net.compile_layers()
     schedule = build(cfg.schedule, "schedule")
     family = build(cfg.optimizee, "optimizee")
-    out = run_dir()
+    world, device = init_world(device)  # torchrun: join the process group; else one process
+    try:
+        return _train(cfg, net, schedule, family, device, world, guard)
+    finally:
+        close_world(world)
+
+
+def _train(cfg: DictConfig, net: CoordinatewiseLSTM, schedule: Any, family: Any, device: Any, world: Any,
+           guard: NanGuard) -> float:
+    # every process uses rank 0's run dir (a `${now:...}` default can differ by a second between processes)
+    out = Path(world.broadcast(str(run_dir()) if world.is_main else None))
     optimizee = OmegaConf.to_container(cfg.optimizee, resolve=False)
     resume_from = _resume_state(cfg, out, net, schedule, optimizee)
+    world.barrier()  # nobody writes a checkpoint before every process has checked the run dir
 
     try:
         result = meta_train(
@@ -100,6 +114,8 @@ def train(cfg: DictConfig) -> float:
             resume_from=resume_from,
             checkpoint_every=cfg.checkpoint_every,
             nan_guard=guard,
+            world=world,
+            hparams=hparams(cfg, ("optimizee", "optimizer", "schedule", "seed")),
         )
     except Interrupted as exc:
         print(
@@ -108,11 +124,14 @@ def train(cfg: DictConfig) -> float:
             file=sys.stderr,
         )
         sys.exit(128 + exc.signum)
-    print(
-        f"l2o-train: done, {result['epochs_run']} epochs on {device}; best validation loss {result['best_val']:.4g} "
-        f"(epoch {result['best_epoch'] + 1}); checkpoint {result['checkpoint']}; "
-        f"TensorBoard: tensorboard --logdir {result['tensorboard']}"
-    )
+    if world.is_main:
+        atomic_write_text(out / "result.json", json.dumps(result, indent=2) + "\n")  # read by `python -m l2o.sweeps`
+        print(
+            f"l2o-train: done, {result['epochs_run']} epochs on {device}"
+            + (f" × {world.size} processes" if world.distributed else "")
+            + f"; best validation loss {result['best_val']:.4g} (epoch {result['best_epoch'] + 1}); "
+            f"checkpoint {result['checkpoint']}; TensorBoard: tensorboard --logdir {result['tensorboard']}"
+        )
     return result["best_val"]
 
 

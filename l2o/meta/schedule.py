@@ -28,6 +28,11 @@ class Schedule:
     val_every: int = 10
     num_val: int = 20
     patience: int | None = None  # validation checks without improvement before stopping
+    # Horizon curriculum (Chen et al. 2020): [[epoch, horizon], ...] switches the training
+    # horizon to `horizon` from `epoch` on, so an optimizer trained on T = 100 keeps improving
+    # past it. Validation then scores the mean final loss over every horizon of the curriculum,
+    # one yardstick for the whole run, so best.pt is chosen for all the horizons it must serve.
+    curriculum: list | None = None
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -48,15 +53,48 @@ class Schedule:
             raise L2OError(f"schedule.clip_grad_norm={self.clip_grad_norm!r} must be > 0, or null to disable clipping.")
         if self.patience is not None and (not isinstance(self.patience, int) or self.patience < 1):
             raise L2OError(f"schedule.patience={self.patience!r} must be a positive integer, or null for no early stopping.")
-        self.step_weights()  # validates `weights`
+        self._check_curriculum()
+        self.step_weights(self.max_horizon)  # validates `weights`
+
+    def _check_curriculum(self) -> None:
+        if isinstance(self.curriculum, Sequence) and not isinstance(self.curriculum, str):
+            # plain lists (not OmegaConf's ListConfig) so the schedule stores in a weights_only checkpoint
+            self.curriculum = [list(s) if isinstance(s, Sequence) and not isinstance(s, str) else s for s in self.curriculum]
+        elif self.curriculum is not None:
+            self.curriculum = [self.curriculum]  # reported as malformed below
+        stages = self.curriculum or []
+        last_epoch = 0
+        for stage in stages:
+            ok = isinstance(stage, Sequence) and not isinstance(stage, str) and len(stage) == 2
+            ok = ok and all(isinstance(v, int) and not isinstance(v, bool) for v in stage)
+            if not ok or not (last_epoch < stage[0] < self.epochs) or stage[1] < self.unroll:
+                raise L2OError(
+                    f"schedule.curriculum={self.curriculum!r} must be a list of [epoch, horizon] pairs with "
+                    f"epochs increasing within 1..epochs-1={self.epochs - 1} and horizons >= unroll={self.unroll}, "
+                    "e.g. [[800, 200]]."
+                )
+            last_epoch = stage[0]
+
+    def horizon_at(self, epoch: int) -> int:
+        """The training horizon T of `epoch` (0-based)."""
+        horizon = self.horizon
+        for start, stage_horizon in self.curriculum or []:
+            if epoch >= start:
+                horizon = stage_horizon
+        return horizon
 
     @property
-    def unrolls_per_epoch(self) -> int:
-        return -(-self.horizon // self.unroll)
+    def val_horizons(self) -> list[int]:
+        """The horizons validation scores φ at: every horizon the run trains on."""
+        return sorted({self.horizon, *(h for _, h in self.curriculum or [])})
 
-    def step_weights(self) -> torch.Tensor:
-        """w_t for t = 1..T (the paper uses w_t = 1)."""
-        T = self.horizon
+    @property
+    def max_horizon(self) -> int:
+        return self.val_horizons[-1]
+
+    def step_weights(self, T: int | None = None) -> torch.Tensor:
+        """w_t for t = 1..T (the paper uses w_t = 1); a list is given for the longest horizon."""
+        T = T or self.horizon
         if isinstance(self.weights, str):
             if self.weights == "uniform":
                 return torch.ones(T)
@@ -67,9 +105,12 @@ class Schedule:
             raise L2OError(
                 f"schedule.weights={self.weights!r} is unknown; allowed: {', '.join(WEIGHT_KINDS)} or a list of {T} numbers."
             )
-        if isinstance(self.weights, Sequence) and len(self.weights) == T:
-            return torch.tensor([float(w) for w in self.weights])
-        raise L2OError(f"schedule.weights must be one of {', '.join(WEIGHT_KINDS)} or a list of horizon={T} numbers.")
+        if isinstance(self.weights, Sequence) and len(self.weights) == self.max_horizon:
+            return torch.tensor([float(w) for w in self.weights[:T]])
+        raise L2OError(
+            f"schedule.weights must be one of {', '.join(WEIGHT_KINDS)} or a list of {self.max_horizon} numbers "
+            "(the longest horizon)."
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

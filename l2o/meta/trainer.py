@@ -22,10 +22,12 @@ from tqdm.auto import tqdm
 
 from l2o.checkpoint import CHECKPOINT_DIR, save_checkpoint
 from l2o.errors import L2OError
+from l2o.meta.distributed import World
 from l2o.meta.schedule import Schedule
 from l2o.meta.unroll import rollout, start, unroll
 from l2o.optimizees.base import SPLIT_OFFSETS, Family, split_seeds
 from l2o.optimizers.lstm import CoordinatewiseLSTM
+from l2o.utils import write_hparams
 
 
 class TrainingDiverged(L2OError):
@@ -65,14 +67,22 @@ class Progress:
     lr_scale: float = 1.0  # product of the rollbacks' lr factors
 
 
-def finite_mean(x: torch.Tensor) -> float:
-    """Mean over problems; a non-finite entry makes the whole score +inf (a diverged φ is worst)."""
-    return float(x.mean()) if bool(torch.isfinite(x).all()) else math.inf
+def validate(net: CoordinatewiseLSTM, val_problem, horizons: list[int], world: World = World(),
+             num_val: int | None = None) -> dict[int, float]:
+    """Mean loss f(θ_T) of the frozen optimizer on the fixed validation problems at each T in
+    `horizons` (one rollout to the longest); a non-finite loss anywhere scores +inf. Under
+    several processes each holds some of the `num_val` problems and the sums are all-reduced."""
+    losses = rollout(net, val_problem, max(horizons))[0]
+    sums = world.sum(losses[horizons].sum(dim=1))
+    n = num_val or losses.shape[1]
+    return {h: float(s) / n if math.isfinite(float(s)) else math.inf for h, s in zip(horizons, sums)}
 
 
-def validate(net: CoordinatewiseLSTM, val_problem, horizon: int) -> float:
-    """Mean final loss f(θ_T) of the frozen optimizer on the fixed validation problems."""
-    return finite_mean(rollout(net, val_problem, horizon)[0][-1])
+class _NoWriter:
+    """What processes other than rank 0 log to."""
+
+    def __getattr__(self, name: str) -> Any:
+        return lambda *args, **kwargs: None
 
 
 def rng_state(seed_gen: torch.Generator) -> dict[str, Any]:
@@ -136,15 +146,19 @@ def meta_train(
     resume_from: dict[str, Any] | None = None,
     checkpoint_every: int = 10,
     nan_guard: NanGuard | None = None,
+    world: World = World(),
+    hparams: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Meta-train φ = net's parameters; write TensorBoard scalars and best/last checkpoints.
 
     Each epoch draws `problems_per_epoch` fresh training problems (seeds from a generator
-    seeded with `seed`), runs them for `horizon` steps in unrolls of `unroll` steps and
+    seeded with `seed`), runs them for the epoch's horizon (`schedule.horizon_at`) in unrolls of `unroll` steps and
     takes one Adam step on φ after each unroll, carrying θ and the LSTM state, detached,
     into the next unroll. Every `val_every` epochs φ is scored on fixed validation
     problems; the best φ by final validation loss is kept. `resume_from` (a loaded
-    `last.pt`) continues a run exactly where that checkpoint left it.
+    `last.pt`) continues a run exactly where that checkpoint left it. Under torchrun (`world`)
+    each process runs its share of the meta-batch (see l2o.meta.distributed). `hparams`, when
+    given, go to TensorBoard's HParams view with the run's final metrics.
     """
     guard = nan_guard or NanGuard()
     run_dir = Path(run_dir)
@@ -152,8 +166,11 @@ def meta_train(
     net.to(device)
     meta_opt = torch.optim.Adam(net.parameters(), lr=schedule.meta_lr)
     lr_sched = torch.optim.lr_scheduler.ExponentialLR(meta_opt, gamma=schedule.meta_lr_decay)
-    weights = schedule.step_weights().to(device)
-    val_problem = family.sample(split_seeds("val", schedule.num_val), device)
+    weights = schedule.step_weights(schedule.max_horizon).to(device)
+    if schedule.num_val < world.size:
+        raise L2OError(f"schedule.num_val={schedule.num_val} is smaller than the {world.size} processes; "
+                       "every process needs a validation problem.")
+    val_problem = family.sample(split_seeds("val", schedule.num_val)[world.rank :: world.size], device)
     seed_gen = torch.Generator().manual_seed(seed)
     extra = dict(checkpoint_extra or {}, schedule=schedule.to_dict())
     prog = Progress()
@@ -174,32 +191,39 @@ def meta_train(
         restore(resume_from)
     last_good = copy.deepcopy({"net_state": net.state_dict(), **snapshot()})
     # purge_step drops events a killed run logged after its last checkpoint: no duplicated steps
-    writer = SummaryWriter(str(run_dir / "tb"), purge_step=prog.epoch if resume_from is not None else None)
+    writer = (SummaryWriter(str(run_dir / "tb"), purge_step=prog.epoch if resume_from is not None else None)
+              if world.is_main else _NoWriter())
+
+    def save(path: Path, **kwargs: Any) -> None:
+        if world.is_main:
+            save_checkpoint(path, net, **kwargs)
 
     def save_last() -> None:
         nonlocal last_good
         state = snapshot()
-        save_checkpoint(ckpt_dir / "last.pt", net, keep_previous=True, **state)
+        save(ckpt_dir / "last.pt", keep_previous=True, **state)
         last_good = copy.deepcopy({"net_state": net.state_dict(), **state})
 
     stopped_early = False
-    bar = tqdm(total=schedule.epochs, initial=prog.epoch, desc="meta-train", disable=not progress,
+    bar = tqdm(total=schedule.epochs, initial=prog.epoch, desc="meta-train", disable=not (progress and world.is_main),
                dynamic_ncols=True, mininterval=1.0)
     with _SignalTrap() as trap:
         while prog.epoch < schedule.epochs:
             epoch = prog.epoch
+            horizon = schedule.horizon_at(epoch)
             t_start = time.perf_counter()
             seeds = torch.randint(0, SPLIT_OFFSETS["val"], (schedule.problems_per_epoch,), generator=seed_gen).tolist()
-            problem = family.sample(seeds, device)
+            problem = family.sample(world.share(seeds, "schedule.problems_per_epoch"), device)
             carry = start(net, problem)
             epoch_meta_loss, grad_norms, rolled_back = torch.zeros((), device=device), [], False
-            while carry.step < schedule.horizon:
-                n = min(schedule.unroll, schedule.horizon - carry.step)
+            while carry.step < horizon:
+                n = min(schedule.unroll, horizon - carry.step)
                 meta_loss, _, carry = unroll(
                     net, problem, carry, n, weights[carry.step : carry.step + n], schedule.second_derivatives
                 )
                 meta_opt.zero_grad(set_to_none=True)
                 meta_loss.backward()
+                (meta_loss,) = world.average_gradients(net.parameters(), meta_loss)
                 max_norm = schedule.clip_grad_norm if schedule.clip_grad_norm is not None else math.inf
                 grad_norm = torch.nn.utils.clip_grad_norm_(net.parameters(), max_norm)
                 if bool(torch.isfinite(grad_norm)) and bool(torch.isfinite(meta_loss)):
@@ -214,7 +238,7 @@ def meta_train(
                 writer.add_scalar("guard/skipped_steps", prog.skipped, epoch)
                 if prog.consecutive_bad >= guard.max_consecutive:
                     if prog.rollbacks >= guard.max_rollbacks:
-                        save_checkpoint(ckpt_dir / "diverged.pt", net, **snapshot())
+                        save(ckpt_dir / "diverged.pt", **snapshot())
                         raise TrainingDiverged(
                             f"meta-training diverged: {prog.consecutive_bad} non-finite meta-steps in a row at epoch "
                             f"{epoch} after {prog.rollbacks} rollbacks (guard.max_rollbacks={guard.max_rollbacks}). "
@@ -228,8 +252,9 @@ def meta_train(
                     for group in meta_opt.param_groups:
                         group["lr"] *= guard.lr_factor
                     writer.add_scalar("guard/rollbacks", prog.rollbacks, epoch)
-                    tqdm.write(f"l2o-train: {guard.max_consecutive} non-finite meta-steps in a row at epoch {epoch}: "
-                               f"rolled back to epoch {prog.epoch}, meta-lr now {meta_opt.param_groups[0]['lr']:.3g}")
+                    if world.is_main:
+                        tqdm.write(f"l2o-train: {guard.max_consecutive} non-finite meta-steps in a row at epoch {epoch}: "
+                                   f"rolled back to epoch {prog.epoch}, meta-lr now {meta_opt.param_groups[0]['lr']:.3g}")
                     rolled_back = True
                     break
             if rolled_back:
@@ -243,8 +268,10 @@ def meta_train(
                 writer.add_scalar("meta/grad_norm", float(torch.stack(grad_norms).mean()), epoch)
             writer.add_scalar("meta/lr", meta_opt.param_groups[0]["lr"], epoch)
             writer.add_scalar("meta/skipped_steps", prog.skipped, epoch)
-            writer.add_scalar("train/final_loss", finite_mean(carry.loss), epoch)
-            writer.add_scalar("perf/optimizee_steps_per_s", problem.num_problems * schedule.horizon / seconds, epoch)
+            final_sum = float(world.sum(carry.loss.sum().reshape(1)))
+            writer.add_scalar("train/final_loss", final_sum / schedule.problems_per_epoch if math.isfinite(final_sum) else math.inf, epoch)
+            writer.add_scalar("meta/horizon", horizon, epoch)
+            writer.add_scalar("perf/optimizee_steps_per_s", schedule.problems_per_epoch * horizon / seconds, epoch)
             bar.update(1)
             bar.set_postfix(meta_loss=f"{float(epoch_meta_loss):.4g}", best_val=f"{prog.best_val:.4g}")
             prog.epoch = epoch + 1
@@ -253,25 +280,34 @@ def meta_train(
             validated = False
             if prog.epoch % schedule.val_every == 0 or last_epoch:
                 validated = True
-                val = validate(net, val_problem, schedule.horizon)
+                val_at = validate(net, val_problem, schedule.val_horizons, world, schedule.num_val)
+                val = sum(val_at.values()) / len(val_at)
                 writer.add_scalar("val/final_loss", val, epoch)
+                if len(val_at) > 1:
+                    for h, v in val_at.items():
+                        writer.add_scalar(f"val/loss_at_{h}", v, epoch)
                 if val < prog.best_val:
                     prog.best_val, prog.best_epoch, prog.checks_since_best = val, epoch, 0
-                    save_checkpoint(ckpt_dir / "best.pt", net, **dict(snapshot(), val_loss=val))
+                    save(ckpt_dir / "best.pt", **dict(snapshot(), val_loss=val))
                 else:
                     prog.checks_since_best += 1
                 if schedule.patience is not None and prog.checks_since_best >= schedule.patience:
                     stopped_early = True
-            if validated or prog.epoch % checkpoint_every == 0 or last_epoch or stopped_early or trap.signum:
+            # every process stops at the same epoch when any of them got a signal
+            signalled = world.any(trap.signum is not None, device)
+            if validated or prog.epoch % checkpoint_every == 0 or last_epoch or stopped_early or signalled:
                 save_last()
-            if trap.signum is not None:
+            if signalled:
                 writer.close()
                 bar.close()
-                raise Interrupted(trap.signum, prog.epoch)
+                raise Interrupted(trap.signum or signal.SIGTERM, prog.epoch)
             if stopped_early:
                 break
     bar.close()
     writer.close()
+    if hparams and world.is_main:
+        write_hparams(run_dir / "tb", hparams, {"hparam/best_val": prog.best_val, "hparam/best_epoch": prog.best_epoch,
+                                               "hparam/epochs_run": prog.epoch})
     return {
         "best_val": prog.best_val,
         "best_epoch": prog.best_epoch,

@@ -1,0 +1,181 @@
+"""Gather a Hydra multirun directory (`l2o-train` or `l2o-eval` jobs) into one ranked table
+(CSV + Markdown) and one plot, and name the best configuration and its checkpoint.
+
+Runs by itself at the end of every multirun (`GatherCallback`, wired in conf/train.yaml and
+conf/eval.yaml), whatever the launcher or sweeper, or by hand:
+
+    python -m l2o.sweeps outputs/multirun/train/2026-11-27_10-00-00 [--metric best_val]
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+from hydra.experimental.callback import Callback
+
+from l2o.utils import atomic_write_text
+
+TRAIN_METRIC = "best_val"
+
+
+def job_dirs(sweep_dir: Path) -> list[Path]:
+    """The sweep's job folders (those holding `.hydra/overrides.yaml`), in job order."""
+    jobs = [p.parent.parent for p in sweep_dir.glob("*/.hydra/overrides.yaml")]
+    return sorted(jobs, key=lambda p: (not p.name.isdigit(), int(p.name) if p.name.isdigit() else 0, p.name))
+
+
+def _overrides(job: Path) -> dict[str, str]:
+    items = yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text()) or []
+    return dict(item.split("=", 1) if "=" in item else (item, "") for item in items)
+
+
+def job_row(job: Path) -> dict[str, Any] | None:
+    """A job's swept values and results: `result.json` of l2o-train (best_val, ...), or
+    `summary.json` of l2o-eval (final_loss/<optimizer>, ...). None for an unfinished job."""
+    row: dict[str, Any] = {"job": job.name, "params": _overrides(job)}
+    if (job / "result.json").exists():
+        result = json.loads((job / "result.json").read_text())
+        row.update(kind="train", checkpoint=result.get("checkpoint"),
+                   **{k: result[k] for k in ("best_val", "best_epoch", "epochs_run") if k in result})
+    elif (job / "summary.json").exists():
+        summary = json.loads((job / "summary.json").read_text())
+        cfg = yaml.safe_load((job / ".hydra" / "config.yaml").read_text()) if (job / ".hydra" / "config.yaml").exists() else {}
+        row.update(kind="eval", checkpoint=(cfg or {}).get("checkpoint"))
+        for name, res in summary["optimizers"].items():
+            row[f"final_loss/{name}"] = res["final_loss"]
+            row[f"lr/{name}"] = res.get("lr")
+    else:
+        return None
+    return row
+
+
+def default_metric(rows: list[dict[str, Any]]) -> str:
+    if rows[0]["kind"] == "train":
+        return TRAIN_METRIC
+    return next(k for k in rows[0] if k.startswith("final_loss/"))  # the learned optimizer comes first
+
+
+def rank(rows: list[dict[str, Any]], metric: str, maximize: bool = False) -> list[dict[str, Any]]:
+    if any(metric not in r for r in rows):
+        allowed = sorted({k for r in rows for k, v in r.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
+        raise SystemExit(f"metric {metric!r} is not in every job's results; available: {', '.join(allowed)}")
+
+    def key(r: dict[str, Any]) -> float:
+        v = r[metric]
+        v = math.inf if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
+        return -v if maximize and math.isfinite(v) else v
+
+    return sorted(rows, key=key)
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else ("" if v is None else str(v))
+
+
+def write(sweep_dir: Path, rows: list[dict[str, Any]], metric: str, skipped: list[str]) -> dict[str, Any]:
+    params = list(dict.fromkeys(k for r in rows for k in r["params"]))
+    results = [k for k in dict.fromkeys(k for r in rows for k in r) if k not in ("job", "params", "kind", "checkpoint")]
+    columns = ["rank", "job", *params, *results, "checkpoint"]
+    table = [{"rank": i + 1, "job": r["job"], **{p: r["params"].get(p, "") for p in params},
+              **{k: r.get(k) for k in results}, "checkpoint": r.get("checkpoint") or ""} for i, r in enumerate(rows)]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(table)
+    atomic_write_text(sweep_dir / "gathered.csv", buf.getvalue())
+
+    best = rows[0]
+    md = [f"# Sweep {sweep_dir}", "", f"{len(rows)} jobs ranked by `{metric}`."
+          + (f" Unfinished jobs left out: {', '.join(skipped)}." if skipped else ""), "",
+          f"**Best:** job {best['job']}, `{metric}` = {_fmt(best[metric])}, "
+          f"overrides `{' '.join(f'{k}={v}' for k, v in best['params'].items()) or '(none)'}`"
+          + (f", checkpoint `{best['checkpoint']}`" if best.get("checkpoint") else ""), "",
+          "| " + " | ".join(c for c in columns if c != "checkpoint") + " |",
+          "|" + "---|" * (len(columns) - 1)]
+    for t in table:
+        md.append("| " + " | ".join(_fmt(t[c]) for c in columns if c != "checkpoint") + " |")
+    atomic_write_text(sweep_dir / "gathered.md", "\n".join(md) + "\n")
+    plot(sweep_dir / "gathered.png", rows, metric)
+    return {"job": best["job"], "metric": metric, "value": best[metric], "overrides": best["params"],
+            "checkpoint": best.get("checkpoint")}
+
+
+def plot(path: Path, rows: list[dict[str, Any]], metric: str) -> None:
+    """Jobs as horizontal bars, best on top, labelled by their overrides."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from l2o.evaluation.report import save_figure
+
+    labels = [" ".join(f"{k.split('.')[-1]}={v}" for k, v in r["params"].items()) or f"job {r['job']}" for r in rows]
+    values = [r[metric] if r[metric] is not None and math.isfinite(r[metric]) else float("nan") for r in rows]
+    fig, ax = plt.subplots(figsize=(8, 0.3 * len(rows) + 1.5), dpi=120)
+    ax.barh(range(len(rows)), values, color=["tab:orange"] + ["tab:blue"] * (len(rows) - 1))
+    ax.set_yticks(range(len(rows)), labels, fontsize=7)
+    ax.invert_yaxis()
+    finite = [v for v in values if v == v]
+    if finite and min(finite) > 0 and max(finite) / min(finite) > 20:
+        ax.set_xscale("log")
+    ax.set_xlabel(metric)
+    ax.set_title(f"{path.parent.name}: {len(rows)} jobs ranked by {metric}")
+    ax.grid(True, axis="x", alpha=0.25)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def gather(sweep_dir: str | Path, metric: str | None = None, maximize: bool = False) -> dict[str, Any]:
+    """Write gathered.{csv,md,png} into `sweep_dir`; returns the best job."""
+    sweep_dir = Path(sweep_dir)
+    jobs = job_dirs(sweep_dir)
+    rows = [r for r in (job_row(j) for j in jobs) if r is not None]
+    if not rows:
+        raise SystemExit(f"no finished l2o-train/l2o-eval jobs under {sweep_dir} (no */result.json or */summary.json).")
+    kinds = {r["kind"] for r in rows}
+    if len(kinds) > 1:
+        raise SystemExit(f"{sweep_dir} mixes l2o-train and l2o-eval jobs; gather them separately.")
+    metric = metric or default_metric(rows)
+    skipped = [j.name for j in jobs if j.name not in {r["job"] for r in rows}]
+    return write(sweep_dir, rank(rows, metric, maximize), metric, skipped)
+
+
+class GatherCallback(Callback):
+    """Hydra callback: gather the multirun when it ends (any launcher or sweeper)."""
+
+    def __init__(self, metric: str | None = None, maximize: bool = False) -> None:
+        self.metric, self.maximize = metric, maximize
+
+    def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        try:
+            best = gather(sweep_dir, self.metric, self.maximize)
+        except SystemExit as exc:  # e.g. every job failed: say so, do not hide the jobs' own errors
+            print(f"l2o: sweep not gathered: {exc}", file=sys.stderr)
+            return
+        print(f"l2o: sweep gathered into {sweep_dir}/gathered.md (.csv, .png); best job {best['job']}: "
+              f"{best['metric']} = {_fmt(best['value'])}" + (f", checkpoint {best['checkpoint']}" if best["checkpoint"] else ""))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m l2o.sweeps", description=__doc__.splitlines()[0])
+    parser.add_argument("sweep_dir", type=Path, help="a Hydra multirun directory")
+    parser.add_argument("--metric", help="column to rank by (default: best_val for l2o-train, the learned "
+                                         "optimizer's final_loss/<name> for l2o-eval)")
+    parser.add_argument("--maximize", action="store_true", help="higher is better")
+    args = parser.parse_args(argv)
+    if not args.sweep_dir.is_dir():
+        raise SystemExit(f"{args.sweep_dir} is not a directory")
+    gather(args.sweep_dir, args.metric, args.maximize)
+    print((args.sweep_dir / "gathered.md").read_text())
+
+
+if __name__ == "__main__":
+    main()
