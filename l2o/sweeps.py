@@ -79,8 +79,16 @@ def _fmt(v: Any) -> str:
     return f"{v:.4g}" if isinstance(v, float) else ("" if v is None else str(v))
 
 
-def write(sweep_dir: Path, rows: list[dict[str, Any]], metric: str, skipped: list[str]) -> dict[str, Any]:
+def split_params(rows: list[dict[str, Any]]) -> tuple[list[str], dict[str, str]]:
+    """The overrides that vary between jobs (the table's columns) and those all jobs share."""
     params = list(dict.fromkeys(k for r in rows for k in r["params"]))
+    values = {p: {r["params"].get(p) for r in rows} for p in params}
+    fixed = {p: next(iter(v)) for p, v in values.items() if len(v) == 1 and len(rows) > 1}
+    return [p for p in params if p not in fixed], fixed
+
+
+def write(sweep_dir: Path, rows: list[dict[str, Any]], metric: str, skipped: list[str]) -> dict[str, Any]:
+    params, fixed = split_params(rows)
     results = [k for k in dict.fromkeys(k for r in rows for k in r) if k not in ("job", "params", "kind", "checkpoint")]
     columns = ["rank", "job", *params, *results, "checkpoint"]
     table = [{"rank": i + 1, "job": r["job"], **{p: r["params"].get(p, "") for p in params},
@@ -92,11 +100,13 @@ def write(sweep_dir: Path, rows: list[dict[str, Any]], metric: str, skipped: lis
     atomic_write_text(sweep_dir / "gathered.csv", buf.getvalue())
 
     best = rows[0]
+    best_overrides = " ".join(f"{k}={best['params'][k]}" for k in params) or "(none)"
     md = [f"# Sweep {sweep_dir}", "", f"{len(rows)} jobs ranked by `{metric}`."
           + (f" Unfinished jobs left out: {', '.join(skipped)}." if skipped else ""), "",
           f"**Best:** job {best['job']}, `{metric}` = {_fmt(best[metric])}, "
-          f"overrides `{' '.join(f'{k}={v}' for k, v in best['params'].items()) or '(none)'}`"
+          f"overrides `{best_overrides}`"
           + (f", checkpoint `{best['checkpoint']}`" if best.get("checkpoint") else ""), "",
+          *([f"Shared by every job: `{' '.join(f'{k}={v}' for k, v in fixed.items())}`", ""] if fixed else []),
           "| " + " | ".join(c for c in columns if c != "checkpoint") + " |",
           "|" + "---|" * (len(columns) - 1)]
     for t in table:
@@ -116,7 +126,8 @@ def plot(path: Path, rows: list[dict[str, Any]], metric: str) -> None:
 
     from l2o.evaluation.report import save_figure
 
-    labels = [" ".join(f"{k.split('.')[-1]}={v}" for k, v in r["params"].items()) or f"job {r['job']}" for r in rows]
+    params, _ = split_params(rows)
+    labels = [" ".join(f"{k.split('.')[-1]}={r['params'].get(k, '')}" for k in params) or f"job {r['job']}" for r in rows]
     values = [r[metric] if r[metric] is not None and math.isfinite(r[metric]) else float("nan") for r in rows]
     fig, ax = plt.subplots(figsize=(8, 0.3 * len(rows) + 1.5), dpi=120)
     ax.barh(range(len(rows)), values, color=["tab:orange"] + ["tab:blue"] * (len(rows) - 1))
