@@ -118,11 +118,12 @@ def _train(cfg: DictConfig, net: CoordinatewiseLSTM, schedule: Any, family: Any,
             hparams=hparams(cfg, ("optimizee", "optimizer", "schedule", "seed")),
         )
     except Interrupted as exc:
-        print(
-            f"l2o-train: stopped by {exc}; checkpoint saved to {out / CHECKPOINT_DIR / 'last.pt'}. "
-            "Resume: rerun the same command with resume=true (and the same hydra.run.dir).",
-            file=sys.stderr,
-        )
+        if world.is_main:
+            print(
+                f"l2o-train: stopped by {exc}; checkpoint saved to {out / CHECKPOINT_DIR / 'last.pt'}. "
+                "Resume: rerun the same command with resume=true (and the same hydra.run.dir).",
+                file=sys.stderr,
+            )
         sys.exit(128 + exc.signum)
     if world.is_main:
         atomic_write_text(out / "result.json", json.dumps(result, indent=2) + "\n")  # read by `python -m l2o.sweeps`
