@@ -31,6 +31,12 @@ def job_dirs(sweep_dir: Path) -> list[Path]:
     return sorted(jobs, key=lambda p: (not p.name.isdigit(), int(p.name) if p.name.isdigit() else 0, p.name))
 
 
+def job_config(job: Path) -> dict[str, Any]:
+    """The job's composed config as Hydra saved it (empty when missing)."""
+    path = job / ".hydra" / "config.yaml"
+    return (yaml.safe_load(path.read_text()) or {}) if path.exists() else {}
+
+
 def _overrides(job: Path) -> dict[str, str]:
     items = yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text()) or []
     return dict(item.split("=", 1) if "=" in item else (item, "") for item in items)
@@ -46,8 +52,7 @@ def job_row(job: Path) -> dict[str, Any] | None:
                    **{k: result[k] for k in ("best_val", "best_epoch", "epochs_run") if k in result})
     elif (job / "summary.json").exists():
         summary = json.loads((job / "summary.json").read_text())
-        cfg = yaml.safe_load((job / ".hydra" / "config.yaml").read_text()) if (job / ".hydra" / "config.yaml").exists() else {}
-        row.update(kind="eval", checkpoint=(cfg or {}).get("checkpoint"))
+        row.update(kind="eval", checkpoint=job_config(job).get("checkpoint"))
         for name, res in summary["optimizers"].items():
             row[f"final_loss/{name}"] = res["final_loss"]
             row[f"lr/{name}"] = res.get("lr")
@@ -133,7 +138,7 @@ def plot(path: Path, rows: list[dict[str, Any]], metric: str) -> None:
     ax.barh(range(len(rows)), values, color=["tab:orange"] + ["tab:blue"] * (len(rows) - 1))
     ax.set_yticks(range(len(rows)), labels, fontsize=7)
     ax.invert_yaxis()
-    finite = [v for v in values if v == v]
+    finite = [v for v in values if math.isfinite(v)]
     if finite and min(finite) > 0 and max(finite) / min(finite) > 20:
         ax.set_xscale("log")
     ax.set_xlabel(metric)

@@ -7,14 +7,15 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
+import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
-import torch
 from omegaconf import DictConfig, OmegaConf
 
 from l2o.data import dataset_error
 from l2o.errors import L2OError
+
 
 def user_errors(prog: str) -> Callable:
     """Turn an L2OError raised before or during the run into `prog: error: ...` and exit 2."""

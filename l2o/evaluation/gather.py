@@ -12,10 +12,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
 from hydra.experimental.callback import Callback
 
 from l2o.evaluation.report import save_figure
+from l2o.sweeps import job_config
 from l2o.utils import atomic_write_text
 
 
@@ -24,8 +24,7 @@ def collect(sweep_dir: Path) -> list[dict[str, Any]]:
     rows = []
     for summary_path in sorted(sweep_dir.glob("*/summary.json"), key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0):
         job = summary_path.parent
-        cfg = yaml.safe_load((job / ".hydra" / "config.yaml").read_text()) if (job / ".hydra" / "config.yaml").exists() else {}
-        hidden = list(((cfg.get("optimizee") or {}).get("hidden")) or [])
+        hidden = list(((job_config(job).get("optimizee") or {}).get("hidden")) or [])
         summary = json.loads(summary_path.read_text())
         for name, res in summary["optimizers"].items():
             rows.append({"job": job.name, "hidden": hidden, "width": hidden[0] if hidden else 0, "layers": len(hidden),

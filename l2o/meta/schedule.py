@@ -57,23 +57,26 @@ class Schedule:
         self.step_weights(self.max_horizon)  # validates `weights`
 
     def _check_curriculum(self) -> None:
-        if isinstance(self.curriculum, Sequence) and not isinstance(self.curriculum, str):
-            # plain lists (not OmegaConf's ListConfig) so the schedule stores in a weights_only checkpoint
-            self.curriculum = [list(s) if isinstance(s, Sequence) and not isinstance(s, str) else s for s in self.curriculum]
-        elif self.curriculum is not None:
-            self.curriculum = [self.curriculum]  # reported as malformed below
         stages = self.curriculum or []
+        ok = isinstance(stages, Sequence) and not isinstance(stages, str)
+        # plain lists (not OmegaConf's ListConfig) so the schedule stores in a weights_only checkpoint
+        stages = [list(s) if isinstance(s, Sequence) and not isinstance(s, str) else s for s in stages] if ok else []
         last_epoch = 0
         for stage in stages:
-            ok = isinstance(stage, Sequence) and not isinstance(stage, str) and len(stage) == 2
+            ok = ok and isinstance(stage, list) and len(stage) == 2
             ok = ok and all(isinstance(v, int) and not isinstance(v, bool) for v in stage)
-            if not ok or not (last_epoch < stage[0] < self.epochs) or stage[1] < self.unroll:
-                raise L2OError(
-                    f"schedule.curriculum={self.curriculum!r} must be a list of [epoch, horizon] pairs with "
-                    f"epochs increasing within 1..epochs-1={self.epochs - 1} and horizons >= unroll={self.unroll}, "
-                    "e.g. [[800, 200]]."
-                )
+            ok = ok and last_epoch < stage[0] < self.epochs and stage[1] >= self.unroll
+            if not ok:
+                break
             last_epoch = stage[0]
+        if not ok:
+            raise L2OError(
+                f"schedule.curriculum={self.curriculum!r} must be a list of [epoch, horizon] pairs with "
+                f"epochs increasing within 1..epochs-1={self.epochs - 1} and horizons >= unroll={self.unroll}, "
+                "e.g. [[800, 200]]."
+            )
+        if self.curriculum is not None:
+            self.curriculum = stages
 
     def horizon_at(self, epoch: int) -> int:
         """The training horizon T of `epoch` (0-based)."""

@@ -67,6 +67,11 @@ class Progress:
     lr_scale: float = 1.0  # product of the rollbacks' lr factors
 
 
+def mean_or_inf(total: float, count: int) -> float:
+    """A mean over problems from their sum; a non-finite sum scores +inf (a diverged φ is worst)."""
+    return total / count if math.isfinite(total) else math.inf
+
+
 def validate(net: CoordinatewiseLSTM, val_problem, horizons: list[int], world: World = World(),
              num_val: int | None = None) -> dict[int, float]:
     """Mean loss f(θ_T) of the frozen optimizer on the fixed validation problems at each T in
@@ -75,7 +80,7 @@ def validate(net: CoordinatewiseLSTM, val_problem, horizons: list[int], world: W
     losses = rollout(net, val_problem, max(horizons))[0]
     sums = world.sum(losses[horizons].sum(dim=1))
     n = num_val or losses.shape[1]
-    return {h: float(s) / n if math.isfinite(float(s)) else math.inf for h, s in zip(horizons, sums)}
+    return {h: mean_or_inf(float(s), n) for h, s in zip(horizons, sums)}
 
 
 class _NoWriter:
@@ -269,7 +274,7 @@ def meta_train(
             writer.add_scalar("meta/lr", meta_opt.param_groups[0]["lr"], epoch)
             writer.add_scalar("meta/skipped_steps", prog.skipped, epoch)
             final_sum = float(world.sum(carry.loss.sum().reshape(1)))
-            writer.add_scalar("train/final_loss", final_sum / schedule.problems_per_epoch if math.isfinite(final_sum) else math.inf, epoch)
+            writer.add_scalar("train/final_loss", mean_or_inf(final_sum, schedule.problems_per_epoch), epoch)
             writer.add_scalar("meta/horizon", horizon, epoch)
             writer.add_scalar("perf/optimizee_steps_per_s", schedule.problems_per_epoch * horizon / seconds, epoch)
             bar.update(1)
