@@ -26,7 +26,7 @@ QUAD=(schedule.problems_per_epoch=128 schedule.epochs=200 schedule.val_every=100
 time_it quad_1proc "$BIN/l2o-train" "${QUAD[@]}" "hydra.run.dir=$OUT/quad_1proc"
 time_it quad_2proc "$BIN/torchrun" --standalone --nproc_per_node=2 --no-python "$BIN/l2o-train" "${QUAD[@]}" threads=1 "hydra.run.dir=$OUT/quad_2proc"
 
-MNIST=(experiment=mnist compile=false schedule.problems_per_epoch=2 schedule.epochs=20 schedule.curriculum=null schedule.val_every=20 schedule.num_val=2 progress=false)
+MNIST=(experiment=mnist compile=false schedule.problems_per_epoch=2 schedule.epochs=20 truncation=constant schedule.val_every=20 schedule.num_val=2 progress=false)
 time_it mnist_1proc "$BIN/l2o-train" "${MNIST[@]}" "hydra.run.dir=$OUT/mnist_1proc"
 time_it mnist_2proc "$BIN/torchrun" --standalone --nproc_per_node=2 --no-python "$BIN/l2o-train" "${MNIST[@]}" threads=1 "hydra.run.dir=$OUT/mnist_2proc"
 

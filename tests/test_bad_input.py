@@ -20,7 +20,7 @@ def _fails(name, *args, cwd, code=2):
         ("schedule.unroll=50", ["schedule.unroll=50", "horizon=10", "U <= T"]),
         ("schedule.epochs=0", ["schedule.epochs=0", "positive integer"]),
         ("schedule.meta_lr=-1", ["schedule.meta_lr=-1", "positive"]),
-        ("schedule.weights=cubic", ["schedule.weights='cubic'", "uniform"]),
+        ("schedule.objective.weights=cubic", ["schedule.objective.weights='cubic'", "uniform"]),
         ("optimizee.distribution=cauchy", ["optimizee.distribution='cauchy'", "gaussian, uniform"]),
         ("optimizer.num_layers=-2", ["optimizer.num_layers=-2", ">= 0"]),
         ("device=tpu", ["device='tpu'", "auto, cpu, cuda"]),

@@ -20,7 +20,7 @@ def torchrun(nproc: int, *overrides: str, cwd: Path, check: bool = True):
 
 
 def _phi(run: Path) -> dict:
-    return torch.load(run / "checkpoints" / "last.pt", weights_only=True)["net_state"]
+    return torch.load(run / "checkpoints" / "last.pt", weights_only=True)["optimizer_state"]
 
 
 def _scalars(run: Path, tag: str) -> list[float]:

@@ -62,4 +62,5 @@ def test_several_parameters_share_one_call_and_state_dict_round_trips():
     train(clone, opt2, 4)
     for a, b in zip(model.parameters(), clone.parameters()):
         assert torch.allclose(a, b, atol=1e-6)
-    assert opt.state[next(iter(model.parameters()))]["lstm"].shape == (4, 10, 12)
+    state = opt.state[next(iter(model.parameters()))]
+    assert set(state) == {"h0", "c0", "h1", "c1", "step"} and state["h0"].shape == (10, 12) and state["step"] == 7

@@ -8,8 +8,8 @@ import torchvision
 
 from conftest import SHARED_DATA, TINY_EVAL, TINY_TRAIN, run_cli
 
-# the mnist preset on a tiny budget: its curriculum (T = 200 from epoch 500) and torch.compile are off
-TINY_MNIST = ("experiment=mnist", *TINY_TRAIN, "schedule.curriculum=null", "compile=false")
+# the mnist preset on a tiny budget: its horizon curriculum and torch.compile are off
+TINY_MNIST = ("experiment=mnist", *TINY_TRAIN, "truncation=constant", "compile=false")
 from l2o.optimizees import MLPClassifier
 from l2o.optimizees.base import split_seeds
 
@@ -49,11 +49,11 @@ def test_loss_equals_torch_nn_model_with_the_same_weights(tmp_path, hidden, acti
     act = {"sigmoid": torch.nn.Sigmoid, "relu": torch.nn.ReLU, "tanh": torch.nn.Tanh}[activation]
     layers = []
     for i in range(fam.num_layers):
-        w = p[f"w{i}"][0]
-        lin = torch.nn.Linear(*w.shape)
+        w = p[f"{2 * i}.weight"][0]
+        lin = torch.nn.Linear(w.shape[1], w.shape[0])
         with torch.no_grad():
-            lin.weight.copy_(w.T)
-            lin.bias.copy_(p[f"b{i}"][0])
+            lin.weight.copy_(w)
+            lin.bias.copy_(p[f"{2 * i}.bias"][0])
         layers += [lin, act()]
     model = torch.nn.Sequential(*layers[:-1])
     for step in (0, 3):

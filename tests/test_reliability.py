@@ -18,7 +18,7 @@ TRAIN = ("schedule.epochs=300", "schedule.problems_per_epoch=8", "schedule.horiz
 
 
 def _phi(run: Path) -> dict:
-    return torch.load(run / "checkpoints" / "last.pt", weights_only=True)["net_state"]
+    return torch.load(run / "checkpoints" / "last.pt", weights_only=True)["optimizer_state"]
 
 
 def _scalars(run: Path, tag: str = "meta/loss") -> list[tuple[int, float]]:
@@ -67,7 +67,7 @@ def test_interrupted_run_resumes_bit_for_bit(tmp_path, reference, sig):
     assert proc.returncode == (-9 if sig == signal.SIGKILL else 128 + sig), err
     if sig != signal.SIGKILL:
         assert "resume=true" in err
-    done = torch.load(run / "checkpoints" / "last.pt", weights_only=True)["progress"]["epoch"]
+    done = torch.load(run / "checkpoints" / "last.pt", weights_only=True)["training"]["progress"]["epoch"]
     assert done < 300, "the run finished before it was interrupted: the test proved nothing"
     run_cli("l2o-train", *TRAIN, f"hydra.run.dir={run}", "resume=true", cwd=tmp_path)
     _assert_same_as_reference(run, reference)
@@ -101,20 +101,20 @@ def test_resume_with_a_different_config_says_what_differs(tmp_path, reference):
 
 def test_nan_steps_are_skipped_and_rolled_back(tmp_path):
     run = tmp_path / "run"
-    proc = run_cli("l2o-train", "~experiment", "optimizee=faulty", "optimizee.nan_samples=[7]", "guard.max_consecutive=4", *TRAIN, f"hydra.run.dir={run}",
+    proc = run_cli("l2o-train", "optimizee=faulty", "optimizee.nan_samples=[7]", "guard.max_consecutive=4", *TRAIN, f"hydra.run.dir={run}",
                    cwd=tmp_path)
     assert "rolled back to epoch 6" in proc.stderr + proc.stdout
     assert _scalars(run, "guard/rollbacks") == [(7, 1.0)]
     assert _scalars(run, "guard/skipped_steps")[-1][1] == 4  # 20 steps / unroll 5 = 4 poisoned meta-steps
     ckpt = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
-    assert ckpt["progress"]["rollbacks"] == 1 and ckpt["progress"]["epoch"] == 300
-    assert all(torch.isfinite(v).all() for v in ckpt["net_state"].values())
-    assert ckpt["meta_opt"]["param_groups"][0]["lr"] == pytest.approx(0.003 * 0.5)
+    assert ckpt["training"]["progress"]["rollbacks"] == 1 and ckpt["training"]["progress"]["epoch"] == 300
+    assert all(torch.isfinite(v).all() for v in ckpt["optimizer_state"].values())
+    assert ckpt["training"]["meta_opt"]["param_groups"][0]["lr"] == pytest.approx(0.003 * 0.5)
 
 
 def test_persistent_nans_stop_with_a_clear_message(tmp_path):
     run = tmp_path / "run"
-    proc = run_cli("l2o-train", "~experiment", "optimizee=faulty", "optimizee.nan_samples=[3,4,5,6,7,8,9,10,11,12]",
+    proc = run_cli("l2o-train", "optimizee=faulty", "optimizee.nan_samples=[3,4,5,6,7,8,9,10,11,12]",
                    "guard.max_consecutive=2", "guard.max_rollbacks=2", *TRAIN, f"hydra.run.dir={run}",
                    cwd=tmp_path, check=False)
     assert proc.returncode == 3, proc.stderr

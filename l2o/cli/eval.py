@@ -7,7 +7,7 @@ import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from l2o.checkpoint import check_architecture, load_checkpoint, net_from_checkpoint
+from l2o.checkpoint import check_architecture, load_checkpoint, net_from_checkpoint, training_horizon
 from l2o.cli.common import CONF_DIR, build, choice, hparams, positive_int, run_dir, set_threads, user_errors
 from l2o.errors import L2OError
 from l2o.evaluation.evaluate import evaluate
@@ -48,23 +48,28 @@ def run(cfg: DictConfig) -> float:
     ckpt = load_checkpoint(checkpoint)
     if cfg.get("optimizer") is not None:
         check_architecture(ckpt, OmegaConf.to_container(cfg.optimizer, resolve=True))
-    net = net_from_checkpoint(ckpt)
+    learned = {cfg.name: net_from_checkpoint(ckpt)}
+    for name, path in (cfg.get("learned") or {}).items():  # more trained optimizers, same test problems
+        if name in learned or name in cfg.baselines:
+            raise L2OError(f"learned.{name}: the name {name!r} is taken; choose another.")
+        learned[name] = net_from_checkpoint(load_checkpoint(path))
     if cfg.compile:
-        net.compile_layers()
+        for net in learned.values():
+            net.compile_layers()
     if cfg.get("optimizee") is not None:
         optimizee_cfg, optimizee_name = cfg.optimizee, choice("optimizee")
     else:
         optimizee_cfg, optimizee_name = ckpt["optimizee"]["config"], ckpt["optimizee"]["name"]
     family = build(optimizee_cfg, "optimizee")
     baselines = {name: build(cfg.baselines[name], f"baselines.{name}") for name in cfg.compare}
-    steps = cfg.steps or ckpt["schedule"]["horizon"]
+    steps = cfg.steps or training_horizon(ckpt)
     t = cfg.tuning
     grid = torch.logspace(math.log10(t.low), math.log10(t.high), t.num).tolist() if t.enabled else None
     out = run_dir()
 
     summary, table = evaluate(
         family,
-        learned={cfg.name: net},
+        learned=learned,
         baselines=baselines,
         steps=steps,
         num_test=cfg.num_test,

@@ -9,12 +9,12 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from l2o.checkpoint import ARCH_KEYS, CHECKPOINT_DIR, load_with_fallback
+from l2o.checkpoint import CHECKPOINT_DIR, architecture_diffs, load_with_fallback
 from l2o.cli.common import CONF_DIR, build, choice, hparams, positive_int, run_dir, set_threads, user_errors
 from l2o.errors import L2OError
 from l2o.meta.distributed import close_world, init_world
 from l2o.meta.trainer import Interrupted, NanGuard, meta_train
-from l2o.optimizers.lstm import CoordinatewiseLSTM
+from l2o.optimizers.base import OptimizerNet
 from l2o.utils import atomic_write_text, configure_torch, resolve_device, seed_everything
 
 # schedule fields a resumed run may change (e.g. train for more epochs)
@@ -31,7 +31,7 @@ def _guard(cfg: DictConfig) -> NanGuard:
     return NanGuard(g.max_consecutive, float(g.lr_factor), g.max_rollbacks)
 
 
-def _resume_state(cfg: DictConfig, out: Path, net: CoordinatewiseLSTM, schedule: Any, optimizee: dict) -> dict | None:
+def _resume_state(cfg: DictConfig, out: Path, net: OptimizerNet, schedule: Any, optimizee: dict) -> dict | None:
     """The checkpoint to continue from, after checking it belongs to this configuration."""
     last = out / CHECKPOINT_DIR / "last.pt"
     if not cfg.resume:
@@ -45,8 +45,7 @@ def _resume_state(cfg: DictConfig, out: Path, net: CoordinatewiseLSTM, schedule:
         print(f"l2o-train: resume=true but {last} does not exist yet: starting a new run.", file=sys.stderr)
         return None
     ckpt = load_with_fallback(last)
-    diffs = [f"optimizer.{k}: {ckpt['net_config'][k]!r} -> {net.config()[k]!r}" for k in ARCH_KEYS
-             if ckpt["net_config"][k] != net.config()[k]]
+    diffs = architecture_diffs(ckpt["optimizer"], net.full_config())
     saved = ckpt.get("schedule", {})
     diffs += [f"schedule.{k}: {saved.get(k)!r} -> {v!r}" for k, v in schedule.to_dict().items()
               if k not in RESUMABLE_CHANGES and saved.get(k) != v]
@@ -74,10 +73,10 @@ def train(cfg: DictConfig) -> float:
     configure_torch()
     seed_everything(cfg.seed)
     net = build(cfg.optimizer, "optimizer")
-    if not isinstance(net, CoordinatewiseLSTM):
+    if not isinstance(net, OptimizerNet):
         raise L2OError(
             f"optimizer={choice('optimizer')!r} is a baseline, not a learned optimizer; l2o-train meta-trains "
-            "optimizer=lstm (baselines are compared by l2o-eval)."
+            "learned optimizers (optimizer=lstm, lstm_gac, rnnprop, ...; baselines are compared by l2o-eval)."
         )
     if cfg.compile:
         net.compile_layers()
@@ -90,7 +89,7 @@ def train(cfg: DictConfig) -> float:
         close_world(world)
 
 
-def _train(cfg: DictConfig, net: CoordinatewiseLSTM, schedule: Any, family: Any, device: Any, world: Any,
+def _train(cfg: DictConfig, net: OptimizerNet, schedule: Any, family: Any, device: Any, world: Any,
            guard: NanGuard) -> float:
     # every process uses rank 0's run dir (a `${now:...}` default can differ by a second between processes)
     out = Path(world.broadcast(str(run_dir()) if world.is_main else None))

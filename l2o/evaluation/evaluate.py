@@ -12,7 +12,7 @@ from l2o.evaluation import report
 from l2o.evaluation.runners import OptimizerFactory, run_learned, run_torch_optimizer
 from l2o.evaluation.stats import Curve, diverged_mask, score
 from l2o.optimizees.base import Family, split_seeds
-from l2o.optimizers.lstm import CoordinatewiseLSTM
+from l2o.optimizers.base import OptimizerNet
 
 
 def tune_lr(factory: OptimizerFactory, problem, steps: int, grid: Sequence[float], metric: str,
@@ -28,7 +28,7 @@ def tune_lr(factory: OptimizerFactory, problem, steps: int, grid: Sequence[float
 def evaluate(
     family: Family,
     *,
-    learned: dict[str, CoordinatewiseLSTM],
+    learned: dict[str, OptimizerNet],
     baselines: dict[str, OptimizerFactory],
     steps: int,
     num_test: int,
@@ -75,5 +75,5 @@ def evaluate(
     summary = report.summarize(curves, lrs, optimizee_name, steps, num_test)
     for name, values in extra.items():
         summary["optimizers"][name].update(values)
-    table = report.write_all(Path(out_dir), curves, lrs, summary, next(iter(learned), None), tuning)
+    table = report.write_all(Path(out_dir), curves, lrs, summary, list(learned), tuning)
     return summary, table

@@ -6,7 +6,7 @@ import io
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Collection
 
 from torch.utils.tensorboard import SummaryWriter
 
@@ -32,10 +32,10 @@ def summarize(curves: dict[str, Curve], lrs: dict[str, float | None], optimizee:
     return out
 
 
-def markdown_table(summary: dict[str, Any], learned: str | None, grid: list[float] | None = None) -> str:
+def markdown_table(summary: dict[str, Any], learned: Collection[str], grid: list[float] | None = None) -> str:
     """Final loss with its CI, sum of losses and the ratio to the best tuned baseline."""
     opts = summary["optimizers"]
-    baselines = [v["final_loss"] for k, v in opts.items() if k != learned and not math.isnan(v["final_loss"])]
+    baselines = [v["final_loss"] for k, v in opts.items() if k not in learned and not math.isnan(v["final_loss"])]
     best_baseline = min(baselines) if baselines else math.nan
     extra = [k for k in ("test_loss", "test_accuracy") if any(k in v for v in opts.values())]
     lines = [
@@ -48,7 +48,7 @@ def markdown_table(summary: dict[str, Any], learned: str | None, grid: list[floa
     for name, v in sorted(opts.items(), key=lambda kv: (math.isnan(kv[1]["final_loss"]), kv[1]["final_loss"])):
         half = (v["final_loss_ci95"][1] - v["final_loss_ci95"][0]) / 2
         ratio = v["final_loss"] / best_baseline if best_baseline and not math.isnan(best_baseline) else math.nan
-        lr = "learned" if name == learned else _fmt(v["lr"]) if v["lr"] is not None else "default"
+        lr = "learned" if name in learned else _fmt(v["lr"]) if v["lr"] is not None else "default"
         div = f"{100 * v['diverged']:.0f}%"
         cells = "".join(f" {_fmt(v[k]) if k in v else '-'} |" for k in extra)
         lines.append(f"| {name} | {lr} | {_fmt(v['final_loss'])} ± {_fmt(half)} | {_fmt(v['sum_loss'])} | {ratio:.3f} | {div} |{cells}")
@@ -116,7 +116,7 @@ def save_figure(fig, path: Path) -> None:
 
 
 def write_all(out_dir: Path, curves: dict[str, Curve], lrs: dict[str, float | None], summary: dict[str, Any],
-              learned: str | None, tuning: dict[str, Any]) -> str:
+              learned: Collection[str], tuning: dict[str, Any]) -> str:
     out_dir.mkdir(parents=True, exist_ok=True)
     table = markdown_table(summary, learned, tuning.get("grid"))
     write_curves_csv(out_dir / "curves.csv", curves)

@@ -8,7 +8,7 @@ from torch import Tensor
 
 from l2o.meta.unroll import rollout
 from l2o.optimizees.base import Problem
-from l2o.optimizers.lstm import CoordinatewiseLSTM
+from l2o.optimizers.base import OptimizerNet
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 
@@ -24,18 +24,19 @@ def run_torch_optimizer(
     """
     params = problem.init_params().requires_grad_(True)
     opt = factory([params]) if lr is None else factory([params], lr=lr)
+    state = problem.init_state()
     losses = []
     for t in range(steps):
         opt.zero_grad(set_to_none=True)
-        loss = problem.loss(params, t)
+        loss, state = problem.evaluate(params, t, state)
         loss.sum().backward()
         opt.step()
         losses.append(loss.detach())
     with torch.no_grad():
-        losses.append(problem.loss(params, steps))
+        losses.append(problem.evaluate(params, steps, state)[0])
     return torch.stack(losses), params.detach()
 
 
-def run_learned(net: CoordinatewiseLSTM, problem: Problem, steps: int) -> tuple[Tensor, Tensor]:
+def run_learned(net: OptimizerNet, problem: Problem, steps: int) -> tuple[Tensor, Tensor]:
     """Losses (T+1, B) and final parameters (B, D) of the learned optimizer (φ frozen)."""
     return rollout(net, problem, steps)

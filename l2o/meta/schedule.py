@@ -1,20 +1,25 @@
-"""The meta-training schedule: how long, how truncated, how fast, how validated."""
+"""The meta-training schedule: how long, how truncated, what objective, how fast, how validated."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any, Sequence
+import functools
+from dataclasses import dataclass, fields
+from typing import Any, Callable
 
 import torch
 
 from l2o.errors import L2OError
-
-WEIGHT_KINDS = ("uniform", "increasing", "last")
+from l2o.meta.objectives import WeightedSum
+from l2o.meta.truncation import Constant
 
 
 @dataclass
 class Schedule:
-    """One epoch = `problems_per_epoch` fresh problems run for `horizon` steps, cut into
-    unrolls of `unroll` steps, one meta-update (Adam on φ) after each unroll."""
+    """One epoch = `problems_per_epoch` fresh problems run for the epoch's horizon (the
+    `truncation` schedule; `horizon` is its base T), cut into unrolls of `unroll` steps, one
+    meta-update after each unroll. `objective` turns losses into the meta-loss;
+    `meta_optimizer` (a partial taking params and lr, Adam by default) and `lr_scheduler` (a
+    partial taking the optimizer, stepped once per epoch; ExponentialLR(meta_lr_decay) by
+    default) train φ."""
 
     epochs: int = 100
     horizon: int = 100
@@ -22,29 +27,21 @@ class Schedule:
     problems_per_epoch: int = 1
     meta_lr: float = 1e-3
     meta_lr_decay: float = 1.0  # multiplied into the meta-lr every epoch (1 = constant)
-    weights: Any = "uniform"  # uniform | increasing | last | a list of `horizon` floats
     second_derivatives: bool = False
     clip_grad_norm: float | None = 10.0
     val_every: int = 10
     num_val: int = 20
     patience: int | None = None  # validation checks without improvement before stopping
-    # Horizon curriculum (Chen et al. 2020): [[epoch, horizon], ...] switches the training
-    # horizon to `horizon` from `epoch` on, so an optimizer trained on T = 100 keeps improving
-    # past it. Validation then scores the mean final loss over every horizon of the curriculum,
-    # one yardstick for the whole run, so best.pt is chosen for all the horizons it must serve.
-    curriculum: list | None = None
-    extra: dict = field(default_factory=dict)
+    truncation: Any = None  # l2o.meta.truncation object; None = Constant(horizon)
+    objective: Any = None  # l2o.meta.objectives object; None = WeightedSum("uniform")
+    meta_optimizer: Callable[..., torch.optim.Optimizer] | None = None
+    lr_scheduler: Callable[..., Any] | None = None
 
     def __post_init__(self) -> None:
         for key in ("epochs", "horizon", "unroll", "problems_per_epoch", "val_every", "num_val"):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise L2OError(f"schedule.{key}={value!r} must be a positive integer.")
-        if self.unroll > self.horizon:
-            raise L2OError(
-                f"schedule.unroll={self.unroll} is longer than schedule.horizon={self.horizon}; "
-                "the unroll length U must satisfy 1 <= U <= T."
-            )
         if not (isinstance(self.meta_lr, (int, float)) and self.meta_lr > 0):
             raise L2OError(f"schedule.meta_lr={self.meta_lr!r} must be a positive number (paper: 1e-3 .. 1e-2).")
         if not (0 < self.meta_lr_decay <= 1):
@@ -53,67 +50,43 @@ class Schedule:
             raise L2OError(f"schedule.clip_grad_norm={self.clip_grad_norm!r} must be > 0, or null to disable clipping.")
         if self.patience is not None and (not isinstance(self.patience, int) or self.patience < 1):
             raise L2OError(f"schedule.patience={self.patience!r} must be a positive integer, or null for no early stopping.")
-        self._check_curriculum()
-        self.step_weights(self.max_horizon)  # validates `weights`
+        self.truncation = self.truncation if self.truncation is not None else Constant(self.horizon)
+        self.objective = self.objective if self.objective is not None else WeightedSum()
+        self.truncation.check(self.epochs, self.unroll)
+        self.objective.check(self.max_horizon)
 
-    def _check_curriculum(self) -> None:
-        stages = self.curriculum or []
-        ok = isinstance(stages, Sequence) and not isinstance(stages, str)
-        # plain lists (not OmegaConf's ListConfig) so the schedule stores in a weights_only checkpoint
-        stages = [list(s) if isinstance(s, Sequence) and not isinstance(s, str) else s for s in stages] if ok else []
-        last_epoch = 0
-        for stage in stages:
-            ok = ok and isinstance(stage, list) and len(stage) == 2
-            ok = ok and all(isinstance(v, int) and not isinstance(v, bool) for v in stage)
-            ok = ok and last_epoch < stage[0] < self.epochs and stage[1] >= self.unroll
-            if not ok:
-                break
-            last_epoch = stage[0]
-        if not ok:
-            raise L2OError(
-                f"schedule.curriculum={self.curriculum!r} must be a list of [epoch, horizon] pairs with "
-                f"epochs increasing within 1..epochs-1={self.epochs - 1} and horizons >= unroll={self.unroll}, "
-                "e.g. [[800, 200]]."
-            )
-        if self.curriculum is not None:
-            self.curriculum = stages
-
-    def horizon_at(self, epoch: int) -> int:
+    def horizon_at(self, epoch: int, gen: torch.Generator | None = None) -> int:
         """The training horizon T of `epoch` (0-based)."""
-        horizon = self.horizon
-        for start, stage_horizon in self.curriculum or []:
-            if epoch >= start:
-                horizon = stage_horizon
-        return horizon
+        return self.truncation.horizon_at(epoch, gen)
 
     @property
     def val_horizons(self) -> list[int]:
-        """The horizons validation scores φ at: every horizon the run trains on."""
-        return sorted({self.horizon, *(h for _, h in self.curriculum or [])})
+        """The horizons validation scores φ at."""
+        return self.truncation.val_horizons
 
     @property
     def max_horizon(self) -> int:
-        return self.val_horizons[-1]
+        return max(self.val_horizons)
 
-    def step_weights(self, T: int | None = None) -> torch.Tensor:
-        """w_t for t = 1..T (the paper uses w_t = 1); a list is given for the longest horizon."""
-        T = T or self.horizon
-        if isinstance(self.weights, str):
-            if self.weights == "uniform":
-                return torch.ones(T)
-            if self.weights == "increasing":
-                return torch.arange(1, T + 1, dtype=torch.float32) / T
-            if self.weights == "last":
-                return torch.nn.functional.one_hot(torch.tensor(T - 1), T).float()
-            raise L2OError(
-                f"schedule.weights={self.weights!r} is unknown; allowed: {', '.join(WEIGHT_KINDS)} or a list of {T} numbers."
-            )
-        if isinstance(self.weights, Sequence) and len(self.weights) == self.max_horizon:
-            return torch.tensor([float(w) for w in self.weights[:T]])
-        raise L2OError(
-            f"schedule.weights must be one of {', '.join(WEIGHT_KINDS)} or a list of {self.max_horizon} numbers "
-            "(the longest horizon)."
-        )
+    def make_meta_optimizer(self, params: Any) -> tuple[torch.optim.Optimizer, Any]:
+        """The meta-optimizer over φ and its lr schedule."""
+        make = self.meta_optimizer or torch.optim.Adam
+        opt = make(params, lr=self.meta_lr)
+        if self.lr_scheduler is not None:
+            return opt, self.lr_scheduler(opt)
+        return opt, torch.optim.lr_scheduler.ExponentialLR(opt, gamma=self.meta_lr_decay)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Plain data (checkpoints, resume checks): objects as their `_target_` configs."""
+        return {f.name: _as_config(getattr(self, f.name)) for f in fields(self)}
+
+
+def _as_config(value: Any) -> Any:
+    if isinstance(value, functools.partial):
+        return {"_target_": f"{value.func.__module__}.{value.func.__qualname__}", "_partial_": True,
+                **{k: _as_config(v) for k, v in value.keywords.items()}}
+    if hasattr(value, "config") and callable(value.config):
+        return value.config()
+    if isinstance(value, (list, tuple)):
+        return [_as_config(v) for v in value]
+    return value

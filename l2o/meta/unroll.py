@@ -8,74 +8,97 @@ the paper; θ_t still depends on φ through the earlier updates.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Callable
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from l2o.optimizees.base import Problem
-from l2o.optimizers.lstm import State
+from l2o.optimizees.base import OptimizeeState, Problem, detach_state
+from l2o.optimizers.base import OptimizerNet, State
+
+# meta-loss term of one step: (per-instance losses (B,), step t >= 1) -> scalar
+StepLoss = Callable[[Tensor, int], Tensor]
 
 
 @dataclass
 class Carry:
-    """What one unroll hands to the next, detached: θ_t, ∇f(θ_t), f(θ_t) and the LSTM state."""
+    """What one unroll hands to the next, detached: θ_t, ∇f(θ_t), f(θ_t), the learned
+    optimizer's state and the optimizee's own state (e.g. batch-norm statistics)."""
 
     params: Tensor
     grad: Tensor
     loss: Tensor
     state: State
     step: int
+    problem_state: OptimizeeState = None
 
 
-def start(net: nn.Module, problem: Problem) -> Carry:
-    """θ0 of every instance, its loss and gradient, and a zero LSTM state."""
+def detach(state: Any) -> Any:
+    """Every tensor of a (nested) state cut from the graph."""
+    if isinstance(state, Tensor):
+        return state.detach()
+    if isinstance(state, dict):
+        return {k: detach(v) for k, v in state.items()}
+    return detach_state(state)
+
+
+def start(net: OptimizerNet, problem: Problem) -> Carry:
+    """θ0 of every instance, its loss and gradient, and the initial states."""
     params = problem.init_params().requires_grad_(True)
-    loss = problem.loss(params, 0)
+    loss, problem_state = problem.evaluate(params, 0, problem.init_state())
     (grad,) = torch.autograd.grad(loss.sum(), params)
-    state = net.init_state(params.numel(), device=params.device, dtype=params.dtype)
-    return Carry(params.detach(), grad, loss.detach(), state, 0)
+    state = net.init_state(problem.layout, device=params.device, dtype=params.dtype)
+    return Carry(params.detach(), grad, loss.detach(), state, 0, detach_state(problem_state))
 
 
 def unroll(
-    net: nn.Module,
+    net: OptimizerNet,
     problem: Problem,
     carry: Carry,
     num_steps: int,
-    weights: Tensor | None = None,
+    step_loss: StepLoss | None = None,
     second_derivatives: bool = False,
 ) -> tuple[Tensor, Tensor, Carry]:
     """Run `num_steps` learned updates from `carry`.
 
-    With `weights` (one per step) the returned meta-loss Σ_k w_k · mean_b f_b(θ_k) keeps
-    its graph to φ; with `weights=None` nothing is recorded for a meta-gradient
-    (evaluation) and the meta-loss is 0. Returns (meta-loss, losses (num_steps, B), carry).
+    With `step_loss` the returned meta-loss Σ_k step_loss(f(θ_k), k) keeps its graph to φ;
+    with `step_loss=None` nothing is recorded for a meta-gradient (evaluation) and the
+    meta-loss is 0. Returns (meta-loss, losses (num_steps, B), carry).
     """
-    meta = weights is not None
-    params, grad, state = carry.params, carry.grad, carry.state
+    meta = step_loss is not None
+    layout = problem.layout
+    params, grad, state, loss = carry.params, carry.grad, carry.state, carry.loss
+    problem_state = carry.problem_state
     if meta:
         params = params.requires_grad_(True) if not params.requires_grad else params
     meta_loss = params.new_zeros(())
     losses = []
     for k in range(num_steps):
+        step = carry.step + k
         if meta:
-            update, state = net(grad, state)
-            params = params + update
+            update, state = net.update(grad.reshape(-1), state, layout, loss, step)
+            params = params + update.view_as(params)
         else:
             with torch.no_grad():
-                update, state = net(grad, state)
-                params = params + update
+                update, state = net.update(grad.reshape(-1), state, layout, loss, step)
+                params = params + update.view_as(params)
             params.requires_grad_(True)
-        loss = problem.loss(params, carry.step + k + 1)
+        loss, problem_state = problem.evaluate(params, step + 1, problem_state)
         (grad,) = torch.autograd.grad(loss.sum(), params, retain_graph=meta, create_graph=meta and second_derivatives)
         if meta:
-            meta_loss = meta_loss + weights[k] * loss.mean()
-        losses.append(loss.detach())
+            meta_loss = meta_loss + step_loss(loss, step + 1)
+        if not (meta and second_derivatives):
+            grad = grad.detach()
+        loss_value = loss.detach()
+        losses.append(loss_value)
+        loss = loss_value  # the loss the next update sees is an input, like ∇
     stacked = torch.stack(losses)
-    new_carry = Carry(params.detach(), grad.detach(), stacked[-1], tuple(s.detach() for s in state), carry.step + num_steps)
+    new_carry = Carry(params.detach(), grad.detach(), stacked[-1], detach(state), carry.step + num_steps,
+                      detach_state(problem_state))
     return meta_loss, stacked, new_carry
 
 
-def rollout(net: nn.Module, problem: Problem, num_steps: int) -> tuple[Tensor, Tensor]:
+def rollout(net: OptimizerNet, problem: Problem, num_steps: int) -> tuple[Tensor, Tensor]:
     """Losses f(θ_0..θ_T), shape (T + 1, B), and θ_T of the learned optimizer, without meta-graph."""
     carry = start(net, problem)
     _, losses, end = unroll(net, problem, carry, num_steps)

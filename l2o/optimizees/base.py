@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
-from typing import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Sequence
 
 import torch
 from torch import Tensor
+
+from l2o.layout import Layout
 
 # Seeds of the three splits never overlap: training problems are drawn from [0, 1e9),
 # validation problems from [1e9, 2e9) and test problems from [2e9, ...).
@@ -27,9 +29,16 @@ def split_seeds(split: str, count: int, start: int = 0) -> list[int]:
 
 @dataclass(frozen=True)
 class ParamSpec:
-    """Names and shapes of one instance's parameters, laid out back to back in a flat vector."""
+    """Names, shapes and kinds of one instance's parameters, laid out back to back in a flat
+    vector. Kinds (l2o.layout.KINDS) default to "other"; name and kind a family's tensors as
+    torch.nn would (e.g. `0.weight`, linear_weight) so routing rules written for a user's
+    model match the optimizee it was trained on."""
 
     shapes: dict[str, tuple[int, ...]]
+    kinds: dict[str, str] = field(default_factory=dict)
+
+    def layout(self, num_instances: int = 1) -> Layout:
+        return Layout.build(((n, s, self.kinds.get(n, "other")) for n, s in self.shapes.items()), num_instances)
 
     @property
     def numel(self) -> int:
@@ -50,20 +59,43 @@ class ParamSpec:
         return {name: flat[..., sl].reshape(*batch, *self.shapes[name]) for name, sl in self.slices.items()}
 
 
+OptimizeeState = Any  # None, or a tensor / dict / list of tensors (e.g. batch-norm running statistics)
+
+
 class Problem(ABC):
-    """B independent instances of one family, evaluated as one tensor program."""
+    """B independent instances of one family, evaluated as one tensor program.
+
+    A stateless problem implements `loss(params, step)`. A problem with state that evolves
+    along the optimization (batch-norm running statistics) implements `init_state()` and
+    `evaluate(params, step, state) -> (losses, new_state)`; the unroll carries that state and
+    detaches it at every truncation, like θ."""
 
     spec: ParamSpec
     num_problems: int
+
+    @property
+    def layout(self) -> Layout:
+        """Instance, tensor and kind of every coordinate of the (B, D) parameters."""
+        return self.spec.layout(self.num_problems)
 
     @abstractmethod
     def init_params(self) -> Tensor:
         """Initial parameters θ0, shape (B, D)."""
 
-    @abstractmethod
+    def init_state(self) -> OptimizeeState:
+        """Optimizee state at step 0 (None for a stateless problem)."""
+        return None
+
     def loss(self, params: Tensor, step: int) -> Tensor:
         """Per-instance losses, shape (B,). Instance i depends only on row i of `params`,
         so the gradient of `loss(...).sum()` gives every instance its own gradient."""
+        if type(self).evaluate is Problem.evaluate:
+            raise NotImplementedError(f"{type(self).__name__} must implement loss() or evaluate()")
+        return self.evaluate(params, step, self.init_state())[0]
+
+    def evaluate(self, params: Tensor, step: int, state: OptimizeeState) -> tuple[Tensor, OptimizeeState]:
+        """Per-instance losses (B,) and the next optimizee state."""
+        return self.loss(params, step), state
 
 
 class Family(ABC):
@@ -80,3 +112,14 @@ def generator_for(seed: int) -> torch.Generator:
     gen = torch.Generator()
     gen.manual_seed(int(seed))
     return gen
+
+
+def detach_state(state: OptimizeeState) -> OptimizeeState:
+    """The optimizee state cut from the graph (a truncation boundary)."""
+    if isinstance(state, Tensor):
+        return state.detach()
+    if isinstance(state, dict):
+        return {k: detach_state(v) for k, v in state.items()}
+    if isinstance(state, (list, tuple)):
+        return type(state)(detach_state(v) for v in state)
+    return state

@@ -56,7 +56,7 @@ class MLPProblem(Problem):
         h = x
         act = ACTIVATIONS[self.family.activation]
         for layer in range(self.family.num_layers):
-            h = torch.baddbmm(p[f"b{layer}"].unsqueeze(1), h, p[f"w{layer}"])
+            h = torch.baddbmm(p[f"{2 * layer}.bias"].unsqueeze(1), h, p[f"{2 * layer}.weight"].transpose(1, 2))
             if layer < self.family.num_layers - 1:
                 h = act(h)
         return h
@@ -112,11 +112,14 @@ class MLPClassifier(Family):
         self.test_part_start = test_part_start
         widths = [self.x.shape[1], *hidden, int(self.y.max()) + 1]
         self.num_layers = len(widths) - 1
+        # named and shaped as nn.Sequential(Linear, act, Linear, ...) names its parameters, so a
+        # user's equivalent torch model has exactly this layout (l2o.layout)
         shapes: dict[str, tuple[int, ...]] = {}
         for layer, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
-            shapes[f"w{layer}"] = (a, b)
-            shapes[f"b{layer}"] = (b,)
-        self.spec = ParamSpec(shapes)
+            shapes[f"{2 * layer}.weight"] = (b, a)
+            shapes[f"{2 * layer}.bias"] = (b,)
+        kinds = {name: "linear_weight" if name.endswith("weight") else "linear_bias" for name in shapes}
+        self.spec = ParamSpec(shapes, kinds)
         self._device = torch.device("cpu")
 
     def to(self, device: torch.device | str) -> "MLPClassifier":

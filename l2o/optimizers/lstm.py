@@ -14,9 +14,9 @@ import torch
 from torch import Tensor, nn
 
 from l2o.errors import L2OError
+from l2o.layout import Layout
+from l2o.optimizers.base import OptimizerNet, State
 from l2o.optimizers.preprocess import preprocess
-
-State = tuple[Tensor, ...]  # (h_0, c_0, h_1, c_1, ...), each (hidden, N)
 
 
 def lstm_layer(weight: Tensor, x: Tensor, h: Tensor, c: Tensor, ones: Tensor) -> tuple[Tensor, Tensor]:
@@ -34,10 +34,12 @@ def lstm_layer(weight: Tensor, x: Tensor, h: Tensor, c: Tensor, ones: Tensor) ->
     return o * (2.0 * torch.sigmoid(2.0 * c) - 1.0), c
 
 
-class CoordinatewiseLSTM(nn.Module):
+class CoordinatewiseLSTM(OptimizerNet):
     """`num_layers` LSTM layers of `hidden_size` units, then a linear map to one output
     per coordinate, times `output_scale`. `num_layers=0` is the linear coordinatewise net
-    of the authors' CI check. `preprocess_p=None` feeds the raw gradient."""
+    of the authors' CI check. `preprocess_p=None` feeds the raw gradient.
+
+    State: `h<l>`, `c<l>` of layer l, each (hidden, N)."""
 
     def __init__(
         self,
@@ -58,21 +60,25 @@ class CoordinatewiseLSTM(nn.Module):
         self.output_scale = float(output_scale)
         in_features = 1 if self.preprocess_p is None else 2
 
-        H = self.hidden_size
-        bound = 1.0 / math.sqrt(H)
         # One fused matrix per layer: gates (i, f, o, g) = W @ [h; x; 1], so a layer is one
         # matmul and the three sigmoid gates are one contiguous block.
         self.weights = nn.ParameterList()
         fan_in = in_features
         for _ in range(self.num_layers):
-            self.weights.append(nn.Parameter(torch.empty(4 * H, H + fan_in + 1).uniform_(-bound, bound)))
-            fan_in = H
+            self.weights.append(self.layer_weight(fan_in))
+            fan_in = self.hidden_size
         # Zero output layer: the untrained optimizer starts by not moving θ, so early
         # meta-training never blows up the optimizee (the authors' code does the same for
         # its linear net).
         self.out_weight = nn.Parameter(torch.zeros(1, fan_in))
         self.out_bias = nn.Parameter(torch.zeros(1, 1))
         self._layer = lstm_layer
+
+    def layer_weight(self, fan_in: int) -> nn.Parameter:
+        """A fresh (4H, H + fan_in + 1) layer matrix, torch.nn.LSTM's U(-1/√H, 1/√H) init."""
+        H = self.hidden_size
+        bound = 1.0 / math.sqrt(H)
+        return nn.Parameter(torch.empty(4 * H, H + fan_in + 1).uniform_(-bound, bound))
 
     def compile_layers(self, enable: bool = True) -> "CoordinatewiseLSTM":
         """Run each layer through `torch.compile`, which fuses its elementwise work into a few
@@ -81,7 +87,6 @@ class CoordinatewiseLSTM(nn.Module):
         return self
 
     def config(self) -> dict[str, Any]:
-        """Everything needed to rebuild this module; stored in checkpoints."""
         return {
             "hidden_size": self.hidden_size,
             "num_layers": self.num_layers,
@@ -89,19 +94,35 @@ class CoordinatewiseLSTM(nn.Module):
             "output_scale": self.output_scale,
         }
 
-    def init_state(self, n: int, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> State:
+    def init_state(self, layout: Layout, device: torch.device | str | None = None,
+                   dtype: torch.dtype | None = None) -> State:
         dtype = dtype or self.out_weight.dtype
         device = device or self.out_weight.device
-        return tuple(torch.zeros(self.hidden_size, n, device=device, dtype=dtype) for _ in range(2 * self.num_layers))
+        return {f"{k}{layer}": torch.zeros(self.hidden_size, layout.size, device=device, dtype=dtype)
+                for layer in range(self.num_layers) for k in ("h", "c")}
 
-    def forward(self, grad: Tensor, state: State) -> tuple[Tensor, State]:
+    def features(self, grad: Tensor, state: State, layout: Layout) -> tuple[Tensor, State]:
+        """The network's input features (features, N) and the state they need; here the
+        preprocessed gradient. Subclasses with other inputs (RNNprop) override this."""
+        return preprocess(grad, self.preprocess_p), {}
+
+    def mix(self, h: Tensor, layer: int, layout: Layout) -> Tensor:
+        """Hook between a layer's output and its use (next layer and recurrence): identity here,
+        the global averaging cells of LSTM+GAC."""
+        return h
+
+    def head(self, x: Tensor) -> Tensor:
+        """The last layer's (hidden, N) output to one update per coordinate."""
+        return torch.addmm(self.out_bias, self.out_weight, x) * self.output_scale
+
+    def update(self, grad: Tensor, state: State, layout: Layout, loss: Tensor | None = None,
+               step: int = 0) -> tuple[Tensor, State]:
         """Updates g (same shape as `grad`) and the next state, for all coordinates at once."""
-        x = preprocess(grad.reshape(-1), self.preprocess_p)  # (features, N)
-        new_state: list[Tensor] = []
+        x, new_state = self.features(grad.reshape(-1), state, layout)
         ones = x.new_ones(1, x.shape[1])
         for layer in range(self.num_layers):
-            h, c = self._layer(self.weights[layer], x, state[2 * layer], state[2 * layer + 1], ones)
-            new_state += [h, c]
+            h, c = self._layer(self.weights[layer], x, state[f"h{layer}"], state[f"c{layer}"], ones)
+            h = self.mix(h, layer, layout)
+            new_state[f"h{layer}"], new_state[f"c{layer}"] = h, c
             x = h
-        update = torch.addmm(self.out_bias, self.out_weight, x) * self.output_scale
-        return update.reshape(grad.shape), tuple(new_state)
+        return self.head(x).reshape(grad.shape), new_state

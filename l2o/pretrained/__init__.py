@@ -1,0 +1,50 @@
+"""Trained optimizers shipped inside the package: `LearnedOptimizer.from_pretrained(NAME, model)`.
+
+Each `NAME.pt` is a slim checkpoint (the architecture and φ, plus provenance: the command that
+trained it and its evaluation table) written by `python -m l2o.pretrained export RUN NAME`;
+`l2o/pretrained/README.md` lists them. No network is needed.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+
+from l2o.errors import L2OError
+
+HERE = Path(__file__).resolve().parent
+
+
+def available() -> list[str]:
+    return sorted(p.stem for p in HERE.glob("*.pt"))
+
+
+def path_of(name: str) -> Path:
+    path = HERE / f"{name}.pt"
+    if not path.is_file():
+        raise L2OError(f"no pretrained optimizer named {name!r}; available: {', '.join(available()) or 'none'}.")
+    return path
+
+
+def export(checkpoint: str, name: str, note: str = "") -> Path:
+    """Write `l2o/pretrained/NAME.pt` from a training checkpoint: architecture, φ, what it was
+    trained on and `note` (e.g. the evaluation table); no meta-optimizer or RNG state."""
+    from l2o.checkpoint import load_checkpoint, payload
+    from l2o.optimizers.base import build_net
+
+    ckpt = load_checkpoint(checkpoint)
+    net = build_net(ckpt["optimizer"])
+    net.load_state_dict(ckpt["optimizer_state"])
+    keep = {k: ckpt[k] for k in ("optimizee", "schedule", "val_loss") if k in ckpt}
+    command = (ckpt.get("config") or {}).get("command")
+    data = payload(net, **keep, pretrained={"name": name, "source": Path(checkpoint).name, "command": command, "note": note})
+    out = HERE / f"{name}.pt"
+    torch.save(data, out)
+    return out
+
+
+if __name__ == "__main__":
+    if len(sys.argv) < 4 or sys.argv[1] != "export":
+        raise SystemExit("usage: python -m l2o.pretrained export CHECKPOINT NAME [NOTE]")
+    print(export(sys.argv[2], sys.argv[3], " ".join(sys.argv[4:])))

@@ -1,0 +1,141 @@
+"""The architectures behind the interface: LSTM+GAC, RNNprop, format-1 checkpoints, and
+optimizee state carried through unrolls."""
+from pathlib import Path
+
+import pytest
+import torch
+
+from l2o.checkpoint import load_checkpoint, net_from_checkpoint
+from l2o.layout import Layout
+from l2o.meta.unroll import rollout, start, unroll
+from l2o.optimizees.base import ParamSpec, Problem
+from l2o.optimizers import LSTMGAC, LearnedOptimizer, RNNprop
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def _randomize(net, seed=0):
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.normal_(0, 0.5)
+    return net.double()
+
+
+def _run(net, grads, layout):
+    state = net.init_state(layout, dtype=torch.float64)
+    out = []
+    for g in grads:
+        u, state = net.update(g, state, layout)
+        out.append(u)
+    return torch.stack(out)
+
+
+def test_gac_shares_only_within_an_instance_and_only_through_the_averaging_cells():
+    layout = Layout.build([("w", (3, 2), "linear_weight"), ("b", (4,), "linear_bias")], num_instances=3)  # D = 10
+    grads = [torch.randn(layout.size, dtype=torch.float64) for _ in range(3)]
+    changed = [g.clone() for g in grads]
+    for g in changed:
+        g[12] += 5.0  # coordinate 2 of instance 1
+    gac = _randomize(LSTMGAC(hidden_size=8, num_global=3))
+    base, moved = _run(gac, grads, layout), _run(gac, changed, layout)
+    diff = (base - moved).abs().amax(0).reshape(3, 10)
+    assert diff[1, 2] > 0  # the coordinate itself
+    assert (diff[1, torch.arange(10) != 2] > 0).all()  # every other coordinate of its instance, via the averages
+    assert torch.equal(base.reshape(3, 3, 10)[:, [0, 2]], moved.reshape(3, 3, 10)[:, [0, 2]])  # never other instances
+    # without averaging cells the same net is strictly coordinatewise
+    plain = _randomize(LSTMGAC(hidden_size=8, num_global=0))
+    diff0 = (_run(plain, grads, layout) - _run(plain, changed, layout)).abs().amax(0)
+    assert diff0[12] > 0 and torch.count_nonzero(diff0) == 1
+
+
+def test_gac_averages_are_what_the_docstring_says():
+    gac = _randomize(LSTMGAC(hidden_size=4, num_global=2))
+    layout = Layout.build([("x", (5,), "other")], num_instances=2)
+    h = torch.randn(4, 10, dtype=torch.float64)
+    mixed = gac.mix(h, 0, layout)
+    assert torch.equal(mixed[:2], h[:2])
+    expected = h[2:].reshape(2, 2, 5).mean(-1, keepdim=True).expand(-1, -1, 5).reshape(2, 10)
+    assert torch.allclose(mixed[2:], expected)
+
+
+def test_rnnprop_inputs_equal_a_hand_computation():
+    net = RNNprop(beta1=0.95, beta2=0.95, eps=1e-8).double()
+    layout = Layout.build([("x", (3,), "other")])
+    grads = torch.tensor([[0.5, -2.0, 1e-4], [0.1, -1.0, 3e-4], [-0.3, 0.5, 0.0]], dtype=torch.float64)
+    state = net.init_state(layout, dtype=torch.float64)
+    m = v = torch.zeros(3, dtype=torch.float64)
+    for t, g in enumerate(grads, start=1):
+        x, moments = net.inputs(g, state)
+        m = 0.95 * m + 0.05 * g
+        v = 0.95 * v + 0.05 * g * g
+        m_hat, v_hat = m / (1 - 0.95**t), v / (1 - 0.95**t)
+        torch.testing.assert_close(x[0], m_hat / (v_hat.sqrt() + 1e-8))
+        torch.testing.assert_close(x[1], g / (v_hat.sqrt() + 1e-8))
+        _, state = net.update(g, state, layout)
+        assert torch.equal(state["m"], moments["m"]) and state["t"].unique().item() == t
+    # the inputs are invariant to the gradient's scale, and every update is bounded by the output scale
+    _randomize(net)
+    u1, u2 = _run(net, grads, layout), _run(net, grads * 1000, layout)
+    torch.testing.assert_close(u1, u2, rtol=1e-4, atol=1e-6)
+    assert u1.abs().max() <= net.output_scale
+
+
+def test_format1_checkpoint_loads_and_gives_identical_updates():
+    ckpt = load_checkpoint(FIXTURES / "format1_lstm.pt")
+    assert ckpt["optimizer"] == {"_target_": "l2o.optimizers.lstm.CoordinatewiseLSTM", "hidden_size": 8,
+                                 "num_layers": 2, "preprocess_p": 10.0, "output_scale": 0.1}
+    net = net_from_checkpoint(ckpt).double()
+    recorded = torch.load(FIXTURES / "format1_lstm_updates.pt", weights_only=True)
+    layout = Layout.build([("x", (50,), "other")])
+    updates = _run(net, recorded["grads"], layout)
+    assert torch.equal(updates, recorded["updates"])
+    # and through LearnedOptimizer, as a user loads it
+    p = torch.nn.Parameter(torch.zeros(50, dtype=torch.float64))
+    opt = LearnedOptimizer([p], checkpoint=FIXTURES / "format1_lstm.pt")
+    for g in recorded["grads"]:
+        p.grad = g.clone()
+        opt.step()
+    torch.testing.assert_close(p.detach(), recorded["updates"].sum(0), rtol=1e-6, atol=1e-9)
+
+
+class _Counting(Problem):
+    """f(θ) = Σ (θ - s)², where s is optimizee state that drifts toward θ each step (like a
+    running statistic) and keeps its graph within an unroll."""
+
+    spec = ParamSpec({"x": (2,)})
+    num_problems = 2
+
+    def init_params(self):
+        return torch.ones(2, 2)
+
+    def init_state(self):
+        return {"s": torch.zeros(2, 2), "calls": 0}
+
+    def evaluate(self, params, step, state):
+        s = 0.5 * state["s"] + 0.5 * params
+        return (params - s).pow(2).sum(-1) + 0.1 * params.pow(2).sum(-1), {"s": s, "calls": state["calls"] + 1}
+
+
+def test_optimizee_state_is_carried_and_detached_at_truncation():
+    net = _randomize(LSTMGAC(hidden_size=4, num_global=0), seed=3).float()
+    problem = _Counting()
+    carry = start(net, problem)
+    assert carry.problem_state["calls"] == 1 and not carry.problem_state["s"].requires_grad
+    meta, _, carry = unroll(net, problem, carry, 3, lambda loss, t: loss.mean())
+    assert carry.problem_state["calls"] == 4  # carried from step to step
+    assert not carry.problem_state["s"].requires_grad and carry.problem_state["s"].grad_fn is None
+    assert meta.requires_grad
+    losses, _ = rollout(net, problem, 5)
+    assert losses.shape == (6, 2) and torch.isfinite(losses).all()
+
+
+def test_stateless_problem_needs_loss_or_evaluate():
+    class Empty(Problem):
+        spec, num_problems = ParamSpec({"x": (1,)}), 1
+
+        def init_params(self):
+            return torch.zeros(1, 1)
+
+    with pytest.raises(NotImplementedError, match="loss\\(\\) or evaluate\\(\\)"):
+        Empty().evaluate(torch.zeros(1, 1), 0, None)
