@@ -58,12 +58,11 @@ def measure(fn: Callable[[], None], runs: int, device: torch.device) -> list[flo
 
 def meta_epoch(net, problem, horizon=100, unroll_len=20):
     opt = torch.optim.Adam(net.parameters(), lr=1e-4)
-    w = torch.ones(horizon, device=problem.init_params().device)
 
     def run():
         carry = start(net, problem)
         while carry.step < horizon:
-            meta, _, carry = unroll(net, problem, carry, unroll_len, w[carry.step : carry.step + unroll_len])
+            meta, _, carry = unroll(net, problem, carry, unroll_len, lambda loss, t: loss.mean())
             opt.zero_grad(set_to_none=True)
             meta.backward()
             opt.step()

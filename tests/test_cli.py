@@ -90,6 +90,20 @@ def test_experiment_presets_compose(tmp_path):
     assert ckpt["config"]["schedule"]["problems_per_epoch"] == 4  # the command line wins over the preset
 
 
+@pytest.mark.parametrize("arch", ["lstm_gac", "rnnprop"])
+def test_other_architectures_train_and_evaluate_through_the_clis(tmp_path, arch):
+    run = tmp_path / arch
+    run_cli("l2o-train", f"optimizer={arch}", *TINY_TRAIN, f"hydra.run.dir={run}", cwd=tmp_path)
+    import torch
+
+    assert torch.load(run / "checkpoints" / "best.pt", weights_only=True)["optimizer"]["_target_"].endswith(
+        {"lstm_gac": "LSTMGAC", "rnnprop": "RNNprop"}[arch])
+    out = tmp_path / f"{arch}_eval"
+    run_cli("l2o-eval", f"checkpoint={run}", f"name={arch}", "compare=[adam]", *TINY_EVAL, f"hydra.run.dir={out}", cwd=tmp_path)
+    summary = json.loads((out / "summary.json").read_text())["optimizers"]
+    assert set(summary) == {arch, "adam"} and summary[arch]["lr"] is None
+
+
 def test_a_diverging_optimizer_is_reported_not_fatal(trained):
     root, run = trained
     out = root / "eval_div"

@@ -1,24 +1,32 @@
 import copy
 
+import pytest
 import torch
 
 from l2o.checkpoint import save_checkpoint
 from l2o.meta.unroll import rollout
 from l2o.optimizees import Quadratic
 from l2o.optimizees.base import split_seeds
-from l2o.optimizers import CoordinatewiseLSTM, LearnedOptimizer
+from l2o.optimizers import LSTMGAC, CoordinatewiseLSTM, LearnedOptimizer, RNNprop
+
+ARCHITECTURES = {
+    "lstm": lambda: CoordinatewiseLSTM(hidden_size=10, num_layers=2, preprocess_p=10.0, output_scale=0.1),
+    "lstm_gac": lambda: LSTMGAC(hidden_size=10, num_layers=2, preprocess_p=10.0, output_scale=0.1, num_global=3),
+    "rnnprop": lambda: RNNprop(hidden_size=10, output_scale=0.1),
+}
 
 
-def _trained_like_net():
-    net = CoordinatewiseLSTM(hidden_size=10, num_layers=2, preprocess_p=10.0, output_scale=0.1)
+def _trained_like_net(arch="lstm"):
+    net = ARCHITECTURES[arch]()
     with torch.no_grad():
         for p in net.parameters():
             p.normal_(0, 0.5)
     return net
 
 
-def test_plain_training_loop_matches_the_meta_trainers_evaluation_path(tmp_path):
-    net = _trained_like_net()
+@pytest.mark.parametrize("arch", list(ARCHITECTURES))
+def test_plain_training_loop_matches_the_meta_trainers_evaluation_path(tmp_path, arch):
+    net = _trained_like_net(arch)
     save_checkpoint(tmp_path / "net.pt", net, optimizee={"name": "quadratic", "config": {}}, schedule={"horizon": 20})
     problem = Quadratic().sample(split_seeds("test", 1))
     expected = rollout(net, problem, 20)[0][:, 0]
