@@ -99,7 +99,7 @@ def test_other_architectures_train_and_evaluate_through_the_clis(tmp_path, arch)
     assert torch.load(run / "checkpoints" / "best.pt", weights_only=True)["optimizer"]["_target_"].endswith(
         {"lstm_gac": "LSTMGAC", "rnnprop": "RNNprop"}[arch])
     out = tmp_path / f"{arch}_eval"
-    run_cli("l2o-eval", f"checkpoint={run}", f"name={arch}", "compare=[adam]", *TINY_EVAL, f"hydra.run.dir={out}", cwd=tmp_path)
+    run_cli("l2o-eval", f"checkpoint={run}", "compare=[adam]", *TINY_EVAL, f"hydra.run.dir={out}", cwd=tmp_path)
     summary = json.loads((out / "summary.json").read_text())["optimizers"]
     assert set(summary) == {arch, "adam"} and summary[arch]["lr"] is None
 

@@ -48,7 +48,9 @@ def run(cfg: DictConfig) -> float:
     ckpt = load_checkpoint(checkpoint)
     if cfg.get("optimizer") is not None:
         check_architecture(ckpt, OmegaConf.to_container(cfg.optimizer, resolve=True))
-    learned = {cfg.name: net_from_checkpoint(ckpt)}
+    main_net = net_from_checkpoint(ckpt)
+    name = cfg.name or main_net.short_name()
+    learned = {name: main_net}
     for name, path in (cfg.get("learned") or {}).items():  # more trained optimizers, same test problems
         if name in learned or name in cfg.baselines:
             raise L2OError(f"learned.{name}: the name {name!r} is taken; choose another.")
@@ -87,7 +89,7 @@ def run(cfg: DictConfig) -> float:
     write_hparams(out / "tb", hp, {f"hparam/final_loss/{name}": r["final_loss"] for name, r in summary["optimizers"].items()})
     print(table)
     print(f"l2o-eval: results in {out} (summary.json, summary.md, curves.csv, loss.png, tb/)")
-    return summary["optimizers"][cfg.name]["final_loss"]
+    return summary["optimizers"][name]["final_loss"]
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="eval")

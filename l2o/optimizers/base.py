@@ -55,6 +55,11 @@ class OptimizerNet(nn.Module):
         return {"_target_": f"{cls.__module__}.{cls.__qualname__}", **self.config()}
 
     @classmethod
+    def short_name(cls) -> str:
+        """The name results use for this architecture by default (`NAME` class attribute, else the class name)."""
+        return getattr(cls, "NAME", cls.__name__.lower())
+
+    @classmethod
     def from_config(cls, config: dict[str, Any]) -> "OptimizerNet":
         return cls(**config)
 

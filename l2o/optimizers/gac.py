@@ -24,6 +24,8 @@ from l2o.optimizers.lstm import CoordinatewiseLSTM
 class LSTMGAC(CoordinatewiseLSTM):
     """`CoordinatewiseLSTM` whose last `num_global` cells of every layer average over the instance."""
 
+    NAME = "lstm_gac"
+
     def __init__(self, hidden_size: int = 20, num_layers: int = 2, preprocess_p: float | None = 10.0,
                  output_scale: float = 0.1, num_global: int = 5):
         super().__init__(hidden_size, num_layers, preprocess_p, output_scale)

@@ -41,6 +41,8 @@ class CoordinatewiseLSTM(OptimizerNet):
 
     State: `h<l>`, `c<l>` of layer l, each (hidden, N)."""
 
+    NAME = "lstm"
+
     def __init__(
         self,
         hidden_size: int = 20,

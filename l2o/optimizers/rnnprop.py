@@ -27,6 +27,8 @@ from l2o.optimizers.lstm import CoordinatewiseLSTM
 class RNNprop(CoordinatewiseLSTM):
     """State: `m`, `v`, `t` (1, N) besides the LSTM's `h<l>`, `c<l>`."""
 
+    NAME = "rnnprop"
+
     def __init__(self, hidden_size: int = 20, num_layers: int = 2, output_scale: float = 0.1,
                  input_units: int = 20, beta1: float = 0.95, beta2: float = 0.95, eps: float = 1e-8):
         super().__init__(hidden_size, num_layers, preprocess_p=None, output_scale=output_scale)

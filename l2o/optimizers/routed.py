@@ -46,6 +46,8 @@ class Routed(OptimizerNet):
     priority order. Each sub-optimizer sees the sub-layout of its tensors (same instances), so
     its coordinates of one instance stay together (what GAC averages over)."""
 
+    NAME = "routed"
+
     def __init__(self, nets: Mapping[str, Mapping[str, Any]]):
         super().__init__()
         if not nets:

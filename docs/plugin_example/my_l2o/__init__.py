@@ -45,6 +45,8 @@ class MLPMomentum(OptimizerNet):
     """A coordinatewise MLP on (gradient, momentum), squashed by softsign; every step is
     bounded: update = output_scale · tanh(MLP(...)), and starts at 0 (zero output layer)."""
 
+    NAME = "mlp_momentum"  # its name in l2o-eval's tables
+
     def __init__(self, hidden: int = 8, beta: float = 0.9, output_scale: float = 0.1):
         super().__init__()
         self.hidden, self.beta, self.output_scale = hidden, beta, output_scale
