@@ -5,7 +5,7 @@
 # evaluation); the other architectures run on the same test problems (compare=[]). Writes
 # outputs/architectures/TABLE.md. A training whose run dir already has a result.json and an
 # evaluation whose summary.json exists are skipped, so rerunning continues after a stop.
-# About 2.5 h on 2 CPU cores.
+# About 2.5 h on 2 CPU cores (PARALLEL=1: see below).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
@@ -36,7 +36,14 @@ for steps in 100 200; do
   evaluate "$OUT/quadratic/$steps" checkpoint="$OUT/quadratic/lstm" +learned.lstm_gac="$OUT/quadratic/lstm_gac" \
     +learned.rnnprop="$OUT/quadratic/rnnprop" steps=$steps
 done
-# MNIST LSTM+GAC and RNNprop: the same preset; evaluated without re-tuning the baselines
+# MNIST LSTM+GAC and RNNprop: the same preset; evaluated without re-tuning the baselines.
+# PARALLEL=1 trains both at once with one thread each (on 2 cores slightly more throughput than
+# one after the other: small LSTM kernels do not use 2 threads fully).
+if [ "${PARALLEL:-0}" = 1 ]; then
+  train outputs/mnist_lstm_gac/train experiment=mnist optimizer=lstm_gac experiment_name=mnist_lstm_gac threads=1 &
+  train outputs/mnist_rnnprop/train experiment=mnist optimizer=rnnprop experiment_name=mnist_rnnprop threads=1 &
+  wait
+fi
 for arch in lstm_gac rnnprop; do
   train outputs/mnist_$arch/train experiment=mnist optimizer=$arch experiment_name=mnist_$arch
   evaluate "$OUT/mnist/100_$arch" experiment=mnist checkpoint=outputs/mnist_$arch/train name=$arch compare=[]
