@@ -3,8 +3,8 @@
 # command on the quadratic and the MNIST preset, evaluated against tuned SGD/RMSprop/Adam/NAG at
 # 100 and 200 steps on 100 test problems. The baselines are tuned once per setting (in the LSTM's
 # evaluation); the other architectures run on the same test problems (compare=[]). Writes
-# outputs/architectures/TABLE.md. A training whose run dir already has a result.json and an
-# evaluation whose summary.json exists are skipped, so rerunning continues after a stop.
+# outputs/architectures/TABLE.md. A finished training (result.json) or evaluation (summary.json)
+# is skipped and a stopped training resumes, so rerunning continues after a stop.
 # About 2.5 h on 2 CPU cores (PARALLEL=1: see below).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,7 +16,8 @@ BIN=.venv/bin
 train() {  # run_dir args...: meta-train unless done; wall time into $OUT/train_times.txt
   local dir=$1; shift
   if [ -f "$dir/result.json" ]; then echo "skip $dir (done)"; return; fi
-  /usr/bin/time -f "$dir %e s" -a -o "$OUT/train_times.txt" "$BIN/l2o-train" "$@" hydra.run.dir="$dir" progress=false
+  # resume=true: a training stopped part-way continues from its last checkpoint (a new dir starts fresh)
+  /usr/bin/time -f "$dir %e s" -a -o "$OUT/train_times.txt" "$BIN/l2o-train" "$@" hydra.run.dir="$dir" progress=false resume=true
 }
 evaluate() {  # out_dir args...: evaluate unless done; wall time into $OUT/eval_times.txt
   local dir=$1; shift

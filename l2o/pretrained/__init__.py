@@ -1,7 +1,7 @@
 """Trained optimizers shipped inside the package: `LearnedOptimizer.from_pretrained(NAME, model)`.
 
 Each `NAME.pt` is a slim checkpoint (the architecture and φ, plus provenance: the command that
-trained it and its evaluation table) written by `python -m l2o.pretrained export RUN NAME`;
+trained it) written by `python -m l2o.pretrained export CHECKPOINT NAME "NOTE"`;
 `l2o/pretrained/README.md` lists them. No network is needed.
 """
 from __future__ import annotations
@@ -37,14 +37,8 @@ def export(checkpoint: str, name: str, note: str = "") -> Path:
     net = build_net(ckpt["optimizer"])
     net.load_state_dict(ckpt["optimizer_state"])
     keep = {k: ckpt[k] for k in ("optimizee", "schedule", "val_loss") if k in ckpt}
-    command = (ckpt.get("config") or {}).get("command")
-    data = payload(net, **keep, pretrained={"name": name, "source": Path(checkpoint).name, "command": command, "note": note})
+    data = payload(net, **keep, pretrained={"name": name, "note": note})
     out = HERE / f"{name}.pt"
     torch.save(data, out)
     return out
 
-
-if __name__ == "__main__":
-    if len(sys.argv) < 4 or sys.argv[1] != "export":
-        raise SystemExit("usage: python -m l2o.pretrained export CHECKPOINT NAME [NOTE]")
-    print(export(sys.argv[2], sys.argv[3], " ".join(sys.argv[4:])))
