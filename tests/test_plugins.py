@@ -8,21 +8,40 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
+from torch import nn
 
 from conftest import TINY_EVAL, TINY_TRAIN, run_cli
 
 TESTS = Path(__file__).resolve().parent
+INIT_LR = 0.01
 
 
 @pytest.fixture()
 def conf(tmp_path, monkeypatch):
+    """A user's config dir; the CLIs (subprocesses) import `plugins.toy` through PYTHONPATH."""
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")])))
+    monkeypatch.syspath_prepend(str(TESTS))  # and this process too (LearnedOptimizer below)
     root = tmp_path / "conf"
     (root / "optimizer").mkdir(parents=True)
     (root / "optimizee").mkdir()
-    (root / "optimizer" / "toy_momentum.yaml").write_text("_target_: plugins.toy.ToyMomentum\ninit_lr: 0.01\n")
+    (root / "optimizer" / "toy_momentum.yaml").write_text(f"_target_: plugins.toy.ToyMomentum\ninit_lr: {INIT_LR}\n")
     (root / "optimizee" / "toy_sphere.yaml").write_text("_target_: plugins.toy.ToySphere\ndim: 5\n")
     return root
+
+
+def test_the_toy_plugins_follow_the_interfaces():
+    from l2o.optimizers.base import build_net
+    from plugins.toy import ToyMomentum, ToySphere
+
+    net = ToyMomentum(init_lr=INIT_LR)
+    assert net.full_config() == {"_target_": "plugins.toy.ToyMomentum", "init_lr": INIT_LR}
+    assert isinstance(build_net(net.full_config()), ToyMomentum)
+    problem = ToySphere().sample([3, 4, 5])
+    assert problem.init_params().shape == (3, 5) and not problem.init_params().any()
+    losses = problem.loss(problem.init_params(), 0)
+    assert losses.shape == (3,) and len(set(losses.tolist())) == 3  # seeded, different instances
+    torch.testing.assert_close(ToySphere().sample([4]).loss(torch.zeros(1, 5), 0), losses[1:2])  # same seed, same one
 
 
 def test_toy_architecture_and_optimizee_train_evaluate_and_deploy(tmp_path, conf):
@@ -30,36 +49,47 @@ def test_toy_architecture_and_optimizee_train_evaluate_and_deploy(tmp_path, conf
     run_cli("l2o-train", "--config-dir", str(conf), "optimizee=toy_sphere", "optimizer=toy_momentum", *TINY_TRAIN,
             "schedule.meta_lr=0.05", f"hydra.run.dir={run}", cwd=tmp_path)
     ckpt = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
-    assert ckpt["optimizer"] == {"_target_": "plugins.toy.ToyMomentum", "init_lr": 0.01}
+    assert ckpt["optimizer"]["_target_"] == "plugins.toy.ToyMomentum"
+    assert ckpt["optimizer"] == {"_target_": "plugins.toy.ToyMomentum", "init_lr": INIT_LR}
     assert ckpt["optimizee"]["config"] == {"_target_": "plugins.toy.ToySphere", "dim": 5}
-    assert ckpt["optimizer_state"]["log_lr"] != pytest.approx(math.log(0.01))  # meta-training moved φ
+    phi = ckpt["optimizer_state"]
+    assert set(phi) == {"log_lr", "logit_beta"}
+    # meta-training moved φ (4 Adam steps at meta_lr 0.05 move each scalar by about 0.2)
+    assert abs(float(phi["log_lr"]) - math.log(INIT_LR)) > 1e-3
+    assert abs(float(phi["logit_beta"]) - 0.0) > 1e-3
 
     out = tmp_path / "eval"
     run_cli("l2o-eval", "--config-dir", str(conf), f"checkpoint={run}", *TINY_EVAL, f"hydra.run.dir={out}", cwd=tmp_path)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["optimizee"] == "toy_sphere"
+    # the learned entry is named after its architecture (ToyMomentum.NAME), then the four baselines
     assert set(summary["optimizers"]) == {"toy_momentum", "sgd", "rmsprop", "adam", "nag"}
+    assert summary["optimizers"]["toy_momentum"]["lr"] is None
+    assert all(summary["optimizers"][b]["lr"] is not None for b in ("sgd", "rmsprop", "adam", "nag"))
     assert all(math.isfinite(r["final_loss"]) for r in summary["optimizers"].values())
 
-    import sys
-
-    sys.path.insert(0, str(TESTS))
+    # deployment: the trained toy optimizer on a user's nn.Module (a quadratic in its weights)
     from l2o.optimizers import LearnedOptimizer
+    from plugins.toy import ToyMomentum
 
-    theta = torch.nn.Parameter(torch.zeros(5))
-    center = torch.arange(5.0)
-    opt = LearnedOptimizer([theta], checkpoint=run / "checkpoints" / "best.pt")
-    first = None
+    torch.manual_seed(0)
+    model = nn.Linear(5, 1)
+    x = torch.randn(64, 5)
+    y = x @ torch.arange(1.0, 6.0).unsqueeze(1) + 0.5
+    opt = LearnedOptimizer(model, checkpoint=run / "checkpoints" / "best.pt")
+    assert isinstance(opt.net, ToyMomentum)
+    losses = []
     for _ in range(50):
         opt.zero_grad()
-        loss = (theta - center).pow(2).sum()
+        loss = nn.functional.mse_loss(model(x), y)
         loss.backward()
         opt.step()
-        first = first or loss.item()
-    assert loss.item() < 0.5 * first
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0]
+    assert all(opt.state[p]["m"].shape == (1, p.numel()) for p in model.parameters())
 
 
 def test_the_default_preset_leaves_a_users_optimizee_alone(tmp_path, conf):
     proc = run_cli("l2o-train", "--cfg", "job", "--config-dir", str(conf), "optimizee=toy_sphere", cwd=tmp_path)
-    optimizee = proc.stdout.split("optimizee:")[1].split("optimizer:")[0]
-    assert "plugins.toy.ToySphere" in optimizee and "distribution" not in optimizee
+    cfg = yaml.safe_load(proc.stdout)
+    assert cfg["optimizee"] == {"_target_": "plugins.toy.ToySphere", "dim": 5}  # no `distribution` or other preset keys

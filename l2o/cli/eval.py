@@ -51,10 +51,10 @@ def run(cfg: DictConfig) -> float:
     main_net = net_from_checkpoint(ckpt)
     name = cfg.name or main_net.short_name()
     learned = {name: main_net}
-    for name, path in (cfg.get("learned") or {}).items():  # more trained optimizers, same test problems
-        if name in learned or name in cfg.baselines:
-            raise L2OError(f"learned.{name}: the name {name!r} is taken; choose another.")
-        learned[name] = net_from_checkpoint(load_checkpoint(path))
+    for extra, path in (cfg.get("learned") or {}).items():  # more trained optimizers, same test problems
+        if extra in learned or extra in cfg.baselines:
+            raise L2OError(f"learned.{extra}: the name {extra!r} is taken; choose another.")
+        learned[extra] = net_from_checkpoint(load_checkpoint(path))
     if cfg.compile:
         for net in learned.values():
             net.compile_layers()
