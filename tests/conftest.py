@@ -37,3 +37,15 @@ TINY_TRAIN = (
     "progress=false",
 )
 TINY_EVAL = ("num_test=8", "tuning.num=3", "tuning.num_problems=4", "progress=false")
+
+
+def train_losses(model, opt, loss_fn, steps: int) -> list[float]:
+    """A plain PyTorch training loop; the loss before each step."""
+    losses = []
+    for _ in range(steps):
+        opt.zero_grad()
+        loss = loss_fn(model)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return losses

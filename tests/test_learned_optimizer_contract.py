@@ -14,6 +14,8 @@ from l2o.errors import L2OError
 from l2o.layout import module_entries
 from l2o.optimizers import CoordinatewiseLSTM, LearnedOptimizer
 
+from conftest import train_losses
+
 X = torch.randn(32, 4, generator=torch.Generator().manual_seed(0))
 Y = torch.randn(32, 1, generator=torch.Generator().manual_seed(1))
 ATOL = 1e-6
@@ -305,13 +307,7 @@ def test_pretrained_optimizers_ship_with_the_package():
     x = torch.rand(128, 784, generator=gen)
     y = (x @ torch.randn(784, 10, generator=gen)).argmax(1)  # a learnable labelling
     opt = LearnedOptimizer.from_pretrained("mnist", model)
-    losses = []
-    for _ in range(20):
-        opt.zero_grad()
-        loss = nn.functional.cross_entropy(model(x), y)
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = train_losses(model, opt, lambda m: nn.functional.cross_entropy(m(x), y), 20)
     assert losses[-1] < 0.8 * losses[0]  # it trains an MLP like the one it was meta-trained on
     with pytest.raises(L2OError, match="available: .*mnist"):
         LearnedOptimizer.from_pretrained("imagenet", model)

@@ -11,7 +11,7 @@ import torch
 import yaml
 from torch import nn
 
-from conftest import TINY_EVAL, TINY_TRAIN, run_cli
+from conftest import TINY_EVAL, TINY_TRAIN, run_cli, train_losses
 
 TESTS = Path(__file__).resolve().parent
 INIT_LR = 0.01
@@ -78,13 +78,7 @@ def test_toy_architecture_and_optimizee_train_evaluate_and_deploy(tmp_path, conf
     y = x @ torch.arange(1.0, 6.0).unsqueeze(1) + 0.5
     opt = LearnedOptimizer(model, checkpoint=run / "checkpoints" / "best.pt")
     assert isinstance(opt.net, ToyMomentum)
-    losses = []
-    for _ in range(50):
-        opt.zero_grad()
-        loss = nn.functional.mse_loss(model(x), y)
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = train_losses(model, opt, lambda m: nn.functional.mse_loss(m(x), y), 50)
     assert losses[-1] < 0.5 * losses[0]
     assert all(opt.state[p]["m"].shape == (1, p.numel()) for p in model.parameters())
 
