@@ -1,5 +1,6 @@
 """The real console scripts on tiny configs, as a user runs them."""
 import json
+from pathlib import Path
 
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -114,3 +115,25 @@ def test_a_diverging_optimizer_is_reported_not_fatal(trained):
     assert summary["adam"]["diverged"] == 0.0 and summary["adam"]["final_loss"] > 0  # the others are untouched
     assert "| sgd | 10 |" in proc.stdout and "100% |" in proc.stdout
     assert (out / "loss.png").exists()
+
+
+def test_eval_returns_the_main_learned_optimizers_loss_with_extra_learned_ones(tmp_path):
+    """What sweepers (optuna) minimise: the main optimizer's final loss, also with +learned."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    from l2o.cli.common import CONF_DIR
+    from l2o.cli.eval import run
+
+    pretrained = Path(__file__).resolve().parents[1] / "l2o" / "pretrained"
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose("eval", overrides=[f"checkpoint={pretrained / 'quadratic.pt'}", "name=main",
+                                         f"+learned.other={pretrained / 'mnist.pt'}", "compare=[]", "steps=20",
+                                         *TINY_EVAL, f"hydra.run.dir={tmp_path}"], return_hydra_config=True)
+        with open_dict(cfg):
+            cfg.hydra.runtime.output_dir = str(tmp_path)
+        HydraConfig.instance().set_config(cfg)
+        returned = run(cfg)
+    summary = json.loads((tmp_path / "summary.json").read_text())["optimizers"]
+    assert returned == summary["main"]["final_loss"] != summary["other"]["final_loss"]
