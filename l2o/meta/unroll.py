@@ -8,7 +8,7 @@ the paper; θ_t still depends on φ through the earlier updates.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Callable
 
 import torch
 from torch import Tensor
@@ -31,15 +31,6 @@ class Carry:
     state: State
     step: int
     problem_state: OptimizeeState = None
-
-
-def detach(state: Any) -> Any:
-    """Every tensor of a (nested) state cut from the graph."""
-    if isinstance(state, Tensor):
-        return state.detach()
-    if isinstance(state, dict):
-        return {k: detach(v) for k, v in state.items()}
-    return detach_state(state)
 
 
 def start(net: OptimizerNet, problem: Problem) -> Carry:
@@ -93,7 +84,7 @@ def unroll(
         losses.append(loss_value)
         loss = loss_value  # the loss the next update sees is an input, like ∇
     stacked = torch.stack(losses)
-    new_carry = Carry(params.detach(), grad.detach(), stacked[-1], detach(state), carry.step + num_steps,
+    new_carry = Carry(params.detach(), grad.detach(), stacked[-1], detach_state(state), carry.step + num_steps,
                       detach_state(problem_state))
     return meta_loss, stacked, new_carry
 

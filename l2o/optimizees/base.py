@@ -115,7 +115,7 @@ def generator_for(seed: int) -> torch.Generator:
 
 
 def detach_state(state: OptimizeeState) -> OptimizeeState:
-    """The optimizee state cut from the graph (a truncation boundary)."""
+    """A (nested) state, the optimizee's or the learned optimizer's, cut from the graph (a truncation boundary)."""
     if isinstance(state, Tensor):
         return state.detach()
     if isinstance(state, dict):

@@ -56,6 +56,7 @@ class Routed(OptimizerNet):
         built = {name: spec["net"] if isinstance(spec["net"], OptimizerNet) else build_net(dict(spec["net"]))
                  for name, spec in nets.items()}
         self.nets = nn.ModuleDict(built)
+        self._routes: dict[Layout, dict[str, list[int]]] = {}  # route() runs once per layout, not per step
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "Routed":
@@ -72,6 +73,8 @@ class Routed(OptimizerNet):
 
     def route(self, layout: Layout) -> dict[str, list[int]]:
         """The tensors (indices into `layout`) each sub-optimizer owns."""
+        if layout in self._routes:
+            return self._routes[layout]
         owned: dict[str, list[int]] = {name: [] for name in self.rules}
         for i, (name, kind) in enumerate(zip(layout.names, layout.kinds)):
             owner = next((sub for sub, rule in self.rules.items() if rule.matches(name, kind)), None)
@@ -80,6 +83,7 @@ class Routed(OptimizerNet):
                 raise L2OError(f"parameter {name!r} (kind {kind}) matches no routing rule ({rules}); "
                                "add a rule for it, e.g. a last one with kinds: ['*'].")
             owned[owner].append(i)
+        self._routes[layout] = owned
         return owned
 
     def init_state(self, layout: Layout, device: torch.device | str | None = None,
