@@ -72,3 +72,47 @@ def test_several_parameters_share_one_call_and_state_dict_round_trips():
         assert torch.allclose(a, b, atol=1e-6)
     state = opt.state[next(iter(model.parameters()))]
     assert set(state) == {"h0", "c0", "h1", "c1", "step"} and state["h0"].shape == (10, 12) and state["step"] == 7
+
+
+def _train_mlp(opt_kwargs, steps=6, arch="lstm"):
+    torch.manual_seed(3)
+    model = torch.nn.Sequential(torch.nn.Linear(5, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
+    x, y = torch.randn(32, 5), torch.randn(32, 1)
+    start = [p.detach().clone() for p in model.parameters()]
+    opt = LearnedOptimizer(model, net=_trained_like_net(arch), **opt_kwargs)
+    for _ in range(steps):
+        opt.zero_grad()
+        torch.nn.functional.mse_loss(model(x), y).backward()
+        opt.step()
+    return model, opt, start
+
+
+def test_chunk_size_changes_nothing_but_the_chunking():
+    for arch in ("lstm", "rnnprop"):
+        ref, _, _ = _train_mlp({}, arch=arch)
+        got, opt, _ = _train_mlp({"chunk_size": 7}, arch=arch)
+        assert all(net.chunk_size == 7 for net in opt._nets.values())
+        for a, b in zip(ref.parameters(), got.parameters()):
+            assert torch.allclose(a, b, rtol=1e-5, atol=1e-7)
+
+
+def test_low_precision_state_is_stored_so_and_moves_parameters_like_fp32():
+    ref, _, start = _train_mlp({})
+    low, opt, _ = _train_mlp({"state_dtype": torch.bfloat16})
+    for p in low.parameters():
+        state = opt.state[p]
+        assert all(v.dtype == torch.bfloat16 for k, v in state.items() if k != "step")
+        assert p.dtype == torch.float32
+    moved = torch.cat([(a - s).flatten() for a, s in zip(ref.parameters(), start)])
+    diff = torch.cat([(a - b).flatten() for a, b in zip(ref.parameters(), low.parameters())])
+    assert moved.norm() > 0
+    assert diff.norm() < 0.05 * moved.norm()  # bfloat16 rounds h and c to ~3 significant digits
+    assert diff.norm() > 0  # the rounded state is really what the net read
+
+
+def test_bad_low_precision_and_chunk_arguments_are_refused():
+    model = torch.nn.Linear(2, 1)
+    with pytest.raises(ValueError, match="chunk_size"):
+        LearnedOptimizer(model, net=_trained_like_net(), chunk_size=0)
+    with pytest.raises(ValueError, match="state_dtype"):
+        LearnedOptimizer(model, net=_trained_like_net(), state_dtype=torch.int8)
