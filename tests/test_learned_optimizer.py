@@ -88,10 +88,15 @@ def _train_mlp(opt_kwargs, steps=6, arch="lstm"):
 
 
 def test_chunk_size_changes_nothing_but_the_chunking():
-    for arch in ("lstm", "rnnprop"):
+    """chunk_size=7 steps a coordinatewise net's 57 coordinates in calls of at most 7 (slices of
+    the 8x5 weight, small tensors together) and LSTM+GAC's in one call: every update is unchanged."""
+    for arch in ("lstm", "rnnprop", "lstm_gac"):
         ref, _, _ = _train_mlp({}, arch=arch)
         got, opt, _ = _train_mlp({"chunk_size": 7}, arch=arch)
         assert all(net.chunk_size == 7 for net in opt._nets.values())
+        params = list(got.parameters())
+        sizes = [sum(e - s for _, s, e in piece) for piece in opt._pieces(params, next(iter(opt._nets.values())))]
+        assert sizes == ([57] if arch == "lstm_gac" else [7] * 8 + [1])
         for a, b in zip(ref.parameters(), got.parameters()):
             assert torch.allclose(a, b, rtol=1e-5, atol=1e-7)
 
@@ -108,6 +113,11 @@ def test_low_precision_state_is_stored_so_and_moves_parameters_like_fp32():
     assert moved.norm() > 0
     assert diff.norm() < 0.05 * moved.norm()  # bfloat16 rounds h and c to ~3 significant digits
     assert diff.norm() > 0  # the rounded state is really what the net read
+    again = LearnedOptimizer(low, net=_trained_like_net(), state_dtype=torch.bfloat16)
+    again.load_state_dict(opt.state_dict())  # torch.optim casts state to fp32 on load; kept in bfloat16
+    for p in low.parameters():
+        assert all(v.dtype == torch.bfloat16 for k, v in again.state[p].items() if k != "step")
+        assert all(torch.equal(v, opt.state[p][k]) for k, v in again.state[p].items())
 
 
 def test_bad_low_precision_and_chunk_arguments_are_refused():

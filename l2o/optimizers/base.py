@@ -29,7 +29,13 @@ State = dict[str, Any]  # tensors (..., N), or for composite optimizers dicts of
 
 class OptimizerNet(nn.Module):
     """Base class of learned optimizers. Subclasses set φ in `__init__`, and implement
-    `init_state`, `update` and `config` (the keyword arguments that rebuild them)."""
+    `init_state`, `update` and `config` (the keyword arguments that rebuild them).
+
+    `coordinatewise = True` declares that a coordinate's update depends only on its own
+    gradient and state (and the loss and step), so callers may split the coordinates into any
+    pieces and get the same updates: `LearnedOptimizer` then steps a large model in pieces."""
+
+    coordinatewise: bool = False
 
     @abstractmethod
     def init_state(self, layout: Layout, device: torch.device | str | None = None,
@@ -78,6 +84,8 @@ class OptimizerNet(nn.Module):
         """The inverse of `split_state`."""
         if not states or not states[0]:
             return {}
+        if len(states) == 1:
+            return dict(states[0])
         return {k: torch.cat([s[k] for s in states], dim=-1) for k in states[0]}
 
 

@@ -25,6 +25,7 @@ class LSTMGAC(CoordinatewiseLSTM):
     """`CoordinatewiseLSTM` whose last `num_global` cells of every layer average over the instance."""
 
     NAME = "lstm_gac"
+    coordinatewise = False  # the averaging cells read every coordinate of the instance
 
     def __init__(self, hidden_size: int = 20, num_layers: int = 2, preprocess_p: float | None = 10.0,
                  output_scale: float = 0.1, num_global: int = 5):

@@ -33,7 +33,7 @@ class LearnedOptimizer(torch.optim.Optimizer):
     - The per-parameter state (the net's state for that parameter's coordinates and `step`)
       lives in `self.state[p]`, saved and restored by `state_dict()` / `load_state_dict()`.
     - `state_dtype` (e.g. `torch.bfloat16`) stores that state in a lower precision and computes
-      in the parameter's: the 2×20 LSTM's state takes 80 instead of 160 bytes per parameter.
+      in the parameter's: the 2×20 LSTM's state takes 160 instead of 320 bytes per parameter.
       The LSTM then reads a rounded h and c each step, so updates differ from the fp32 ones by
       about bfloat16's relative precision (2^-8); `scripts/bench.py` measures by how much.
     - `chunk_size` (coordinates per chunk of a coordinatewise net's no-grad update; None = the
@@ -91,21 +91,24 @@ class LearnedOptimizer(torch.optim.Optimizer):
             self._nets[key] = net
         return self._nets[key]
 
-    def _layout(self, group: dict[str, Any], gi: int, params: list[torch.Tensor]) -> Layout:
-        """The instance's layout, built once per group and set of parameters with gradients."""
-        key = (gi, tuple(id(p) for p in params))
+    def _layout(self, group: dict[str, Any], gi: int, piece: list[tuple[torch.Tensor, int, int]]) -> Layout:
+        """The layout of one call's (parameter, start, end) ranges: built once, then cached."""
+        key = (gi, tuple((id(p), s, e) for p, s, e in piece))
         if key not in self._layouts:
-            self._layouts[key] = self._build_layout(group, gi, params)
+            ids = [id(q) for q in group["params"]]
+            names = dict(zip(ids, group.get("param_names") or [f"group{gi}.param{i}" for i in range(len(ids))]))
+            entries = []
+            for p, s, e in piece:
+                name, kind = self._info.get(id(p), (names[id(p)], "other"))
+                entries.append((name, tuple(p.shape) if (s, e) == (0, p.numel()) else (e - s,), kind))
+            self._layouts[key] = Layout.build(entries, num_instances=1)
         return self._layouts[key]
 
-    def _build_layout(self, group: dict[str, Any], gi: int, params: list[torch.Tensor]) -> Layout:
-        ids = [id(q) for q in group["params"]]
-        names = dict(zip(ids, group.get("param_names") or [f"group{gi}.param{i}" for i in range(len(ids))]))
-        entries = []
-        for p in params:
-            name, kind = self._info.get(id(p), (names[id(p)], "other"))
-            entries.append((name, tuple(p.shape), kind))
-        return Layout.build(entries, num_instances=1)
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        super().load_state_dict(state_dict)  # torch.optim casts floating-point state to the parameter's dtype
+        for p, state in self.state.items():
+            self.state[p] = {**self._stored({k: v for k, v in state.items() if k != "step"}),
+                             **({"step": state["step"]} if "step" in state else {})}
 
     @torch.no_grad()
     def step(self, closure: Callable[[], torch.Tensor] | None = None) -> torch.Tensor | None:
@@ -124,25 +127,66 @@ class LearnedOptimizer(torch.optim.Optimizer):
 
     def _step_instance(self, group: dict[str, Any], gi: int, params: list[torch.Tensor], net: OptimizerNet,
                        loss: torch.Tensor | None) -> None:
-        layout = self._layout(group, gi, params)
         device, dtype = params[0].device, params[0].dtype
-        if any("step" not in self.state[p] for p in params):
-            fresh = net.split_state(net.init_state(layout, device, dtype), layout)
-            for p, s in zip(params, fresh):
-                if "step" not in self.state[p]:
-                    self.state[p].update(self._stored(s), step=torch.tensor(0.0))
-        per_param = [{k: v.to(dtype) for k, v in self.state[p].items() if k != "step"} for p in params]
-        grad = torch.cat([p.grad.reshape(-1) for p in params])
-        step = int(self.state[params[0]]["step"])
         losses = loss.detach().reshape(1).to(device, dtype) if isinstance(loss, torch.Tensor) else None
-        update, new_state = net.update(grad, net.join_state(per_param, layout), layout, losses, step)
-        for p, u, s in zip(params, update.split(layout.sizes), net.split_state(new_state, layout)):
-            p.add_(u.view_as(p), alpha=group["lr"])
-            self.state[p].update(self._stored(s))
+        for p in params:
+            if "step" not in self.state[p]:
+                fresh = net.init_state(self._layout(group, gi, [(p, 0, p.numel())]), device, dtype)
+                self.state[p].update(self._stored(net.split_state(fresh, self._layout(group, gi, [(p, 0, p.numel())]))[0]),
+                                     step=torch.tensor(0.0))
+        step = int(self.state[params[0]]["step"])
+        for piece in self._pieces(params, net):
+            self._step_piece(group, gi, piece, net, losses, step)
+        for p in params:
             self.state[p]["step"] += 1
+
+    def _pieces(self, params: list[torch.Tensor], net: OptimizerNet) -> list[list[tuple[torch.Tensor, int, int]]]:
+        """The calls of the net for one instance, as (parameter, start, end) coordinate ranges.
+
+        A coordinatewise net (`net.coordinatewise`) gives every coordinate the same update
+        whichever call it is in, so the coordinates go in calls of about `chunk_size`: small
+        parameters together, a large one in slices. Each call reads and writes only its slice
+        of the stored state, so a step's working memory does not grow with the model. Other
+        nets (LSTM+GAC averages over the instance) get the whole instance in one call."""
+        if not net.coordinatewise:
+            return [[(p, 0, p.numel()) for p in params]]
+        limit = self.chunk_size or 16384
+        pieces: list[list[tuple[torch.Tensor, int, int]]] = [[]]
+        size = 0
+        for p in params:
+            sliceable = p.is_contiguous() and p.grad.is_contiguous()
+            start = 0
+            while start < p.numel():
+                if pieces[-1] and size >= limit:
+                    pieces.append([])
+                    size = 0
+                end = min(p.numel(), start + limit - size) if sliceable else p.numel()
+                pieces[-1].append((p, start, end))
+                size += end - start
+                start = end
+        return pieces
+
+    def _step_piece(self, group: dict[str, Any], gi: int, piece: list[tuple[torch.Tensor, int, int]],
+                    net: OptimizerNet, losses: torch.Tensor | None, step: int) -> None:
+        layout = self._layout(group, gi, piece)
+        dtype = piece[0][0].dtype
+        whole = [s == 0 and e == p.numel() for p, s, e in piece]
+        per_param = [{k: (v if w else v[..., s:e]).to(dtype) for k, v in self.state[p].items() if k != "step"}
+                     for (p, s, e), w in zip(piece, whole)]
+        grads = [p.grad.reshape(-1) if w else p.grad.view(-1)[s:e] for (p, s, e), w in zip(piece, whole)]
+        grad = torch.cat(grads) if len(grads) > 1 else grads[0]
+        update, new_state = net.update(grad, net.join_state(per_param, layout), layout, losses, step)
+        for (p, s, e), w, u, new in zip(piece, whole, update.split(layout.sizes), net.split_state(new_state, layout)):
+            if w:
+                p.add_(u.view_as(p), alpha=group["lr"])
+                self.state[p].update(self._stored(new))
+            else:  # a slice of a large parameter: written in place, into the stored state's dtype
+                p.view(-1)[s:e].add_(u, alpha=group["lr"])
+                for k, v in new.items():
+                    self.state[p][k][..., s:e].copy_(v)
 
     def _stored(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """A parameter's net state as kept between steps (in `state_dtype` when set)."""
         if self.state_dtype is None:
-            return state
+            return dict(state)
         return {k: v.to(self.state_dtype) for k, v in state.items()}

@@ -54,6 +54,7 @@ class CoordinatewiseLSTM(OptimizerNet):
     State: `h<l>`, `c<l>` of layer l, each (hidden, N)."""
 
     NAME = "lstm"
+    coordinatewise = True
 
     def __init__(
         self,

@@ -66,6 +66,10 @@ class Routed(OptimizerNet):
         return {"nets": {name: {"match": self.rules[name].config(), "net": self.nets[name].full_config()}
                          for name in self.rules}}
 
+    @property
+    def coordinatewise(self) -> bool:  # type: ignore[override]
+        return all(net.coordinatewise for net in self.nets.values())
+
     def compile_layers(self, enable: bool = True) -> "Routed":
         for net in self.nets.values():
             net.compile_layers(enable)
