@@ -17,10 +17,11 @@ def _deterministic():
     yield
 
 
-def run_cli(name: str, *overrides: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+def run_cli(name: str, *overrides: str, cwd: Path, check: bool = True,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """Run an installed console script (`l2o-train`, `l2o-eval`) as a user would."""
     exe = Path(sys.executable).with_name(name)
-    env = dict(os.environ, L2O_DATA_DIR=str(SHARED_DATA))
+    env = dict(os.environ, L2O_DATA_DIR=str(SHARED_DATA), **(env or {}))
     proc = subprocess.run([str(exe), *overrides], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
     if check and proc.returncode != 0:
         raise AssertionError(f"{name} {' '.join(overrides)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")

@@ -59,6 +59,33 @@ def test_eval_writes_every_result_file(trained):
         assert "eval/loss" in tags and len(acc.Scalars("eval/loss")) == 11
 
 
+def test_an_evaluation_killed_part_way_resumes_to_the_same_summary(trained):
+    """8 test problems in chunks of 3 (15 units) after tuning on a 5-step horizon (4 units); the
+    process SIGKILLs itself after 6 saved units, then after 5 more, and resume=true finishes it."""
+    from l2o.evaluation.evaluate import KILL_AFTER_ENV
+
+    root, run = trained
+    args = (f"checkpoint={run}", *TINY_EVAL, "chunk_problems=3", "tuning.steps=5")
+    whole, killed = root / "eval_whole", root / "eval_killed"
+    run_cli("l2o-eval", *args, f"hydra.run.dir={whole}", cwd=root)
+    proc = run_cli("l2o-eval", *args, f"hydra.run.dir={killed}", cwd=root, check=False, env={KILL_AFTER_ENV: "6"})
+    assert proc.returncode == -9 and not (killed / "summary.json").exists()
+    assert len(list((killed / "partial").glob("*/*.pt"))) == 2
+    assert (killed / "curves.csv").exists() and (killed / "loss.png").exists()  # written as they come
+    proc = run_cli("l2o-eval", *args, f"hydra.run.dir={killed}", cwd=root, check=False)
+    assert proc.returncode != 0 and "resume=true" in proc.stderr
+    proc = run_cli("l2o-eval", *args, "resume=true", f"hydra.run.dir={killed}", cwd=root, check=False,
+                   env={KILL_AFTER_ENV: "5"})
+    assert proc.returncode == -9 and len(list((killed / "partial").glob("*/*.pt"))) == 7
+    run_cli("l2o-eval", *args, "resume=true", f"hydra.run.dir={killed}", cwd=root)
+    assert json.loads((killed / "summary.json").read_text()) == json.loads((whole / "summary.json").read_text())
+    assert (killed / "curves.csv").read_text() == (whole / "curves.csv").read_text()
+    tuning = json.loads((whole / "tuning.json").read_text())
+    assert tuning["steps"] == 5 and tuning == json.loads((killed / "tuning.json").read_text())
+    proc = run_cli("l2o-eval", *args, "resume=true", "steps=7", f"hydra.run.dir={killed}", cwd=root, check=False)
+    assert proc.returncode != 0 and "different settings (steps)" in proc.stderr
+
+
 def test_eval_accepts_a_checkpoint_file_and_steps(trained):
     root, run = trained
     out = root / "eval_file"

@@ -19,6 +19,9 @@ METRICS = ("final", "sum")
 def _check(cfg: DictConfig) -> None:
     positive_int(cfg, "num_test")
     positive_int(cfg, "steps", allow_none=True)
+    positive_int(cfg, "chunk_problems", allow_none=True)
+    if not isinstance(cfg.resume, bool):
+        raise L2OError(f"resume={cfg.resume!r} must be true or false.")
     unknown = [n for n in cfg.compare if n not in cfg.baselines]
     if unknown:
         raise L2OError(f"compare={list(cfg.compare)} names unknown baselines {unknown}; allowed: {list(cfg.baselines)}.")
@@ -30,6 +33,7 @@ def _check(cfg: DictConfig) -> None:
             raise L2OError(f"tuning.low={t.low!r} and tuning.high={t.high!r} must satisfy 0 < low < high.")
         positive_int(cfg, "tuning.num")
         positive_int(cfg, "tuning.num_problems")
+        positive_int(cfg, "tuning.steps", allow_none=True)
     if not (isinstance(cfg.divergence_factor, (int, float)) and cfg.divergence_factor > 1):
         raise L2OError(f"divergence_factor={cfg.divergence_factor!r} must be a number > 1.")
 
@@ -78,6 +82,10 @@ def run(cfg: DictConfig) -> float:
         lr_grid=grid,
         tune_metric=t.metric,
         num_tune=t.num_problems,
+        tune_steps=t.steps if t.enabled else None,
+        chunk_problems=cfg.chunk_problems,
+        resume=cfg.resume,
+        meta={"checkpoints": {n: str(p) for n, p in [(name, checkpoint), *(cfg.get("learned") or {}).items()]}},
         divergence_factor=cfg.divergence_factor,
         device=device,
         out_dir=out,

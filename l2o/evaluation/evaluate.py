@@ -1,18 +1,33 @@
-"""An evaluation sweep: the learned optimizer against learning-rate-tuned baselines."""
+"""An evaluation sweep: the learned optimizer against learning-rate-tuned baselines.
+
+Long evaluations (10,000 steps, many problems) run as units of work, one optimizer on one
+chunk of test problems at a time, each saved under `<out>/partial/` as it finishes, with the
+curves and plot rewritten from what is done so far. `resume=True` skips the saved units, so an
+evaluation killed part-way (SIGKILL included) continues where it stopped and ends with the
+same summary as an uninterrupted one.
+"""
 from __future__ import annotations
 
+import json
 import math
+import os
+import signal
 from pathlib import Path
 from typing import Any, Sequence
 
 import torch
 from tqdm.auto import tqdm
 
+from l2o.errors import L2OError
 from l2o.evaluation import report
 from l2o.evaluation.runners import OptimizerFactory, run_learned, run_torch_optimizer
 from l2o.evaluation.stats import Curve, diverged_mask, score
 from l2o.optimizees.base import Family, split_seeds
 from l2o.optimizers.base import OptimizerNet
+from l2o.utils import atomic_write, atomic_write_text
+
+# Fault injection for the resume test: the process SIGKILLs itself after saving this many units.
+KILL_AFTER_ENV = "L2O_EVAL_KILL_AFTER_UNITS"
 
 
 def tune_lr(factory: OptimizerFactory, problem, steps: int, grid: Sequence[float], metric: str,
@@ -25,6 +40,73 @@ def tune_lr(factory: OptimizerFactory, problem, steps: int, grid: Sequence[float
     return (float(best) if math.isfinite(scores[best]) else None), scores
 
 
+class Partial:
+    """The saved units of one evaluation directory: `meta.json` (what is being evaluated),
+    `tuning.json` (each baseline's tuning, as it finishes) and `<optimizer>/<chunk>.pt`."""
+
+    def __init__(self, root: Path, meta: dict[str, Any], resume: bool):
+        self.root = root
+        meta_path = root / "meta.json"
+        if meta_path.exists():
+            if not resume:
+                raise L2OError(f"{root.parent} already holds a (partial) evaluation; pass resume=true to continue it, "
+                               "or choose another hydra.run.dir.")
+            saved = json.loads(meta_path.read_text())
+            if saved != meta:
+                diff = sorted(k for k in set(saved) | set(meta) if saved.get(k) != meta.get(k))
+                raise L2OError(f"resume=true, but {root.parent} was evaluated with different settings ({', '.join(diff)}); "
+                               "use the same settings or another hydra.run.dir.")
+        else:
+            root.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(meta_path, json.dumps(meta, indent=2))
+        tuning = root / "tuning.json"
+        self.tuning: dict[str, Any] = json.loads(tuning.read_text()) if tuning.exists() else {}
+
+    def save_tuning(self, tuning: dict[str, Any]) -> None:
+        atomic_write_text(self.root / "tuning.json", json.dumps(tuning, indent=2))
+
+    def path(self, name: str, chunk: int) -> Path:
+        return self.root / name / f"{chunk:05d}.pt"
+
+    def load(self, name: str, chunk: int) -> dict[str, Any] | None:
+        path = self.path(name, chunk)
+        return torch.load(path, map_location="cpu", weights_only=True) if path.exists() else None
+
+    def save(self, name: str, chunk: int, unit: dict[str, Any]) -> None:
+        atomic_write(self.path(name, chunk), lambda fh: torch.save(unit, fh))
+
+
+def run_unit(name: str, learned: dict[str, OptimizerNet], baselines: dict[str, OptimizerFactory],
+             lrs: dict[str, float | None], problem, steps: int, divergence_factor: float) -> dict[str, Any]:
+    """One optimizer on one chunk of test problems: losses (T+1, b) and per-problem test metrics
+    (NaN for a diverged problem)."""
+    if name in learned:
+        losses, final_params = run_learned(learned[name], problem, steps)
+    else:
+        losses, final_params = run_torch_optimizer(baselines[name], problem, steps, lrs[name])
+    metrics: dict[str, torch.Tensor] = {}
+    if hasattr(problem, "test_metrics"):  # e.g. MNIST: loss and accuracy on the full test set
+        alive = ~diverged_mask(losses, divergence_factor)[-1].to(final_params.device)
+        if alive.any():
+            for key, values in problem.test_metrics(final_params[alive]).items():
+                full = torch.full((losses.shape[1],), math.nan, dtype=torch.float64)
+                full[alive.cpu()] = values.double().cpu()
+                metrics[key] = full
+    return {"losses": losses.cpu(), "metrics": metrics}
+
+
+def combine(units: list[dict[str, Any]], divergence_factor: float) -> tuple[Curve, dict[str, float]]:
+    """One optimizer's curve and mean test metrics over the chunks done so far."""
+    curve = Curve.from_losses(torch.cat([u["losses"] for u in units], dim=1), divergence_factor)
+    extra = {}
+    for key in units[0]["metrics"]:
+        values = torch.cat([u["metrics"][key] for u in units])
+        values = values[~values.isnan()]
+        if len(values):
+            extra[key] = float(values.mean())
+    return curve, extra
+
+
 def evaluate(
     family: Family,
     *,
@@ -35,45 +117,96 @@ def evaluate(
     lr_grid: Sequence[float] | None,
     tune_metric: str = "final",
     num_tune: int = 100,
+    tune_steps: int | None = None,
+    chunk_problems: int | None = None,
+    resume: bool = False,
     divergence_factor: float = 10.0,
     device: torch.device,
     out_dir: str | Path,
     optimizee_name: str,
     progress: bool = True,
+    meta: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], str]:
-    """Tune each baseline's lr on the validation problems, then run everything on the
-    test problems (seeds disjoint from training and validation); write all result files."""
-    test_problem = family.sample(split_seeds("test", num_test), device)
-    tune_problem = family.sample(split_seeds("val", num_tune), device) if lr_grid else None
-    curves: dict[str, Curve] = {}
-    lrs: dict[str, float | None] = {}
-    extra: dict[str, dict[str, float]] = {}
-    tuning: dict[str, Any] = {"metric": tune_metric, "grid": list(lr_grid or []), "scores": {}, "selected": {}}
+    """Tune each baseline's lr on the validation problems (`num_tune` of them, for `tune_steps`
+    steps, by default the evaluation's), then run everything on the test problems (seeds
+    disjoint from training and validation) in chunks of `chunk_problems`; write all result files.
+    `meta` (what else defines this evaluation, e.g. the checkpoints) must match on resume."""
+    out = Path(out_dir)
+    tune_steps = tune_steps or steps
+    chunk_problems = chunk_problems or num_test
     jobs = list(learned) + list(baselines)
-    bar = tqdm(jobs, desc="evaluate", disable=not progress, dynamic_ncols=True, mininterval=1.0)
-    for name in bar:
-        bar.set_postfix_str(name)
-        if name in learned:
-            net = learned[name].to(device)
-            losses, final_params = run_learned(net, test_problem, steps)
-            lrs[name] = None
-        else:
-            factory = baselines[name]
-            lr = None
-            if lr_grid:
-                lr, tuning["scores"][name] = tune_lr(factory, tune_problem, steps, lr_grid, tune_metric, divergence_factor)
-                tuning["selected"][name] = lr
-                if lr is None:  # every grid value diverged: report the smallest, flagged as diverged
-                    lr = min(lr_grid)
-            losses, final_params = run_torch_optimizer(factory, test_problem, steps, lr)
-            lrs[name] = lr if lr is not None else factory.keywords.get("lr") if hasattr(factory, "keywords") else None
-        curves[name] = Curve.from_losses(losses, divergence_factor)
-        if hasattr(test_problem, "test_metrics"):  # e.g. MNIST: loss and accuracy on the full test set
-            alive = ~diverged_mask(losses, divergence_factor)[-1].to(final_params.device)
-            metrics = test_problem.test_metrics(final_params[alive]) if alive.any() else {}
-            extra[name] = {k: float(v.double().mean()) for k, v in metrics.items()}
+    store = Partial(out / "partial", {
+        "optimizee": optimizee_name, "steps": steps, "num_test": num_test, "chunk_problems": chunk_problems,
+        "optimizers": jobs, "lr_grid": list(lr_grid or []), "tune_metric": tune_metric, "num_tune": num_tune,
+        "tune_steps": tune_steps, "divergence_factor": divergence_factor, **(meta or {})}, resume)
+    kill_after = int(os.environ.get(KILL_AFTER_ENV, "0"))
+    saved_now = 0
+
+    def saved() -> None:
+        nonlocal saved_now
+        saved_now += 1
+        if kill_after and saved_now >= kill_after:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    # 1. each baseline's learning rate, saved as soon as it is tuned
+    tuning: dict[str, Any] = store.tuning or {"metric": tune_metric, "grid": list(lr_grid or []), "steps": tune_steps,
+                                              "num_problems": num_tune, "scores": {}, "selected": {}}
+    lrs: dict[str, float | None] = {name: None for name in learned}
+    tune_problem = None
+    for name, factory in baselines.items():
+        if not lr_grid:
+            lrs[name] = factory.keywords.get("lr") if hasattr(factory, "keywords") else None
+            continue
+        if name not in tuning["selected"]:
+            if tune_problem is None:
+                tune_problem = family.sample(split_seeds("val", num_tune), device)
+            lr, tuning["scores"][name] = tune_lr(factory, tune_problem, tune_steps, lr_grid, tune_metric, divergence_factor)
+            tuning["selected"][name] = lr
+            store.save_tuning(tuning)
+            saved()
+        # every grid value diverged: run the smallest, reported as diverged
+        lrs[name] = tuning["selected"][name] if tuning["selected"][name] is not None else min(lr_grid)
+    del tune_problem
+
+    # 2. every optimizer on every chunk of test problems, chunk by chunk
+    seeds = split_seeds("test", num_test)
+    chunks = [seeds[i : i + chunk_problems] for i in range(0, num_test, chunk_problems)]
+    units: dict[str, list[dict[str, Any]]] = {name: [] for name in jobs}
+    bar = tqdm(total=len(chunks) * len(jobs), desc="evaluate", disable=not progress, dynamic_ncols=True, mininterval=1.0)
+    for k, chunk in enumerate(chunks):
+        problem = None
+        for name in jobs:
+            bar.set_postfix_str(f"{name}, problems {chunk[0] - seeds[0]}-{chunk[-1] - seeds[0]}")
+            unit = store.load(name, k)
+            if unit is None:
+                if problem is None:
+                    problem = family.sample(chunk, device)
+                unit = run_unit(name, learned, baselines, lrs, problem, steps, divergence_factor)
+                store.save(name, k, unit)
+                saved()
+                units[name].append(unit)
+                if len(chunks) > 1:
+                    write_progress(out, units, lrs, optimizee_name, divergence_factor, num_test)
+            else:
+                units[name].append(unit)
+            bar.update(1)
+    bar.close()
+
+    # 3. the summary over all chunks
+    curves, extra = {}, {}
+    for name in jobs:
+        curves[name], extra[name] = combine(units[name], divergence_factor)
     summary = report.summarize(curves, lrs, optimizee_name, steps, num_test)
     for name, values in extra.items():
         summary["optimizers"][name].update(values)
-    table = report.write_all(Path(out_dir), curves, lrs, summary, list(learned), tuning)
+    table = report.write_all(out, curves, lrs, summary, list(learned), tuning)
     return summary, table
+
+
+def write_progress(out: Path, units: dict[str, list[dict[str, Any]]], lrs: dict[str, float | None], optimizee: str,
+                   divergence_factor: float, num_test: int) -> None:
+    """curves.csv and loss.png from the chunks finished so far (the final files replace them)."""
+    curves = {name: combine(done, divergence_factor)[0] for name, done in units.items() if done}
+    report.write_curves_csv(out / "curves.csv", curves)
+    done = min(sum(u["losses"].shape[1] for u in done) for done in units.values()) if all(units.values()) else 0
+    report.plot_curves(out / "loss.png", curves, lrs, f"{optimizee}: so far ({done} of {num_test} problems by every optimizer)")
