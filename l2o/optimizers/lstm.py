@@ -153,14 +153,20 @@ class CoordinatewiseLSTM(OptimizerNet):
         """The same update without autograd, `chunk_size` coordinates at a time (all layers and
         the head on one chunk before the next), writing into preallocated outputs. Only for
         coordinatewise nets: a `mix` across coordinates (GAC) needs whole layers."""
-        N, H = x.shape[1], self.hidden_size
+        N = x.shape[1]
         weights = [doubled_cell_rows(w) for w in self.weights]
         weights = [(w[:, :-1], w[:, -1:]) for w in weights]
+        chunk = max(1, int(self.chunk_size))
+        if N <= chunk:  # one chunk: the results are the new state, nothing to copy
+            for layer, (w, b) in enumerate(weights):
+                x, new_state[f"c{layer}"] = self._cell(torch.addmm(b, w, torch.cat((state[f"h{layer}"], x))),
+                                                       state[f"c{layer}"])
+                new_state[f"h{layer}"] = x
+            return self.head(x).reshape(-1)
         for layer in range(self.num_layers):
             for k in ("h", "c"):
                 new_state[f"{k}{layer}"] = torch.empty_like(state[f"{k}{layer}"])
         out = x.new_empty(N)
-        chunk = max(1, int(self.chunk_size))
         for s in range(0, N, chunk):
             cols = slice(s, min(N, s + chunk))
             inp = x[:, cols]
