@@ -86,6 +86,22 @@ def test_an_evaluation_killed_part_way_resumes_to_the_same_summary(trained):
     assert proc.returncode != 0 and "different settings (steps)" in proc.stderr
 
 
+def test_parallel_workers_give_the_sequential_summary(trained):
+    """workers=2: units run in two one-thread worker processes; the results equal one process's
+    (to float tolerance: the thread count may change summation order)."""
+    root, run = trained
+    args = (f"checkpoint={run}", *TINY_EVAL, "chunk_problems=3")
+    one, two = root / "eval_one", root / "eval_two"
+    run_cli("l2o-eval", *args, f"hydra.run.dir={one}", cwd=root)
+    run_cli("l2o-eval", *args, "workers=2", f"hydra.run.dir={two}", cwd=root)
+    a, b = (json.loads((d / "summary.json").read_text()) for d in (one, two))
+    assert a["optimizers"].keys() == b["optimizers"].keys()
+    for name in a["optimizers"]:
+        assert a["optimizers"][name]["lr"] == b["optimizers"][name]["lr"]
+        assert a["optimizers"][name]["final_loss"] == pytest.approx(b["optimizers"][name]["final_loss"], rel=1e-5)
+    assert len(list((two / "partial").glob("*/*.pt"))) == 15
+
+
 def test_eval_accepts_a_checkpoint_file_and_steps(trained):
     root, run = trained
     out = root / "eval_file"

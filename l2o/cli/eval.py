@@ -20,6 +20,7 @@ def _check(cfg: DictConfig) -> None:
     positive_int(cfg, "num_test")
     positive_int(cfg, "steps", allow_none=True)
     positive_int(cfg, "chunk_problems", allow_none=True)
+    positive_int(cfg, "workers")
     if not isinstance(cfg.resume, bool):
         raise L2OError(f"resume={cfg.resume!r} must be true or false.")
     unknown = [n for n in cfg.compare if n not in cfg.baselines]
@@ -85,6 +86,7 @@ def run(cfg: DictConfig) -> float:
         tune_steps=t.steps if t.enabled else None,
         chunk_problems=cfg.chunk_problems,
         resume=cfg.resume,
+        workers=cfg.workers,
         meta={"checkpoints": {n: str(p) for n, p in [(name, checkpoint), *(cfg.get("learned") or {}).items()]}},
         divergence_factor=cfg.divergence_factor,
         device=device,

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import json
 import math
+import multiprocessing
 import os
+import pickle
 import signal
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -23,8 +26,8 @@ from l2o.evaluation import report
 from l2o.evaluation.runners import OptimizerFactory, run_learned, run_torch_optimizer
 from l2o.evaluation.stats import Curve, diverged_mask, score
 from l2o.optimizees.base import Family, split_seeds
-from l2o.optimizers.base import OptimizerNet
-from l2o.utils import atomic_write, atomic_write_text
+from l2o.optimizers.base import OptimizerNet, build_net
+from l2o.utils import atomic_write, atomic_write_text, configure_torch
 
 # Fault injection for the resume test: the process SIGKILLs itself after saving this many units.
 KILL_AFTER_ENV = "L2O_EVAL_KILL_AFTER_UNITS"
@@ -95,6 +98,31 @@ def run_unit(name: str, learned: dict[str, OptimizerNet], baselines: dict[str, O
     return {"losses": losses.cpu(), "metrics": metrics}
 
 
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(blob: bytes, threads: int) -> None:
+    """A worker process of a parallel evaluation: its share of the cores, and the evaluation's
+    family, optimizers and settings (the learned nets rebuilt from config + weights)."""
+    torch.set_num_threads(threads)
+    configure_torch()
+    job = pickle.loads(blob)
+    learned = {}
+    for name, (config, weights, compiled) in job.pop("learned").items():
+        net = build_net(config)
+        net.load_state_dict(weights)
+        learned[name] = net.compile_layers(compiled)
+    _WORKER.update(job, learned=learned)
+
+
+def _worker_unit(name: str, seeds: list[int], path: str) -> str:
+    w = _WORKER
+    problem = w["family"].sample(seeds, w["device"])
+    unit = run_unit(name, w["learned"], w["baselines"], w["lrs"], problem, w["steps"], w["divergence_factor"])
+    atomic_write(path, lambda fh: torch.save(unit, fh))
+    return path
+
+
 def combine(units: list[dict[str, Any]], divergence_factor: float) -> tuple[Curve, dict[str, float]]:
     """One optimizer's curve and mean test metrics over the chunks done so far."""
     curve = Curve.from_losses(torch.cat([u["losses"] for u in units], dim=1), divergence_factor)
@@ -126,11 +154,14 @@ def evaluate(
     optimizee_name: str,
     progress: bool = True,
     meta: dict[str, Any] | None = None,
+    workers: int = 1,
 ) -> tuple[dict[str, Any], str]:
     """Tune each baseline's lr on the validation problems (`num_tune` of them, for `tune_steps`
     steps, by default the evaluation's), then run everything on the test problems (seeds
     disjoint from training and validation) in chunks of `chunk_problems`; write all result files.
-    `meta` (what else defines this evaluation, e.g. the checkpoints) must match on resume."""
+    `meta` (what else defines this evaluation, e.g. the checkpoints) must match on resume.
+    `workers` > 1 runs that many units at once in worker processes, sharing the cores (on the
+    CPU the LSTM's small kernels do not use two threads well, two one-thread processes do)."""
     out = Path(out_dir)
     tune_steps = tune_steps or steps
     chunk_problems = chunk_problems or num_test
@@ -171,25 +202,45 @@ def evaluate(
     # 2. every optimizer on every chunk of test problems, chunk by chunk
     seeds = split_seeds("test", num_test)
     chunks = [seeds[i : i + chunk_problems] for i in range(0, num_test, chunk_problems)]
-    units: dict[str, list[dict[str, Any]]] = {name: [] for name in jobs}
-    bar = tqdm(total=len(chunks) * len(jobs), desc="evaluate", disable=not progress, dynamic_ncols=True, mininterval=1.0)
-    for k, chunk in enumerate(chunks):
-        problem = None
-        for name in jobs:
-            bar.set_postfix_str(f"{name}, problems {chunk[0] - seeds[0]}-{chunk[-1] - seeds[0]}")
-            unit = store.load(name, k)
-            if unit is None:
-                if problem is None:
-                    problem = family.sample(chunk, device)
-                unit = run_unit(name, learned, baselines, lrs, problem, steps, divergence_factor)
-                store.save(name, k, unit)
-                saved()
-                units[name].append(unit)
-                if len(chunks) > 1:
-                    write_progress(out, units, lrs, optimizee_name, divergence_factor, num_test)
-            else:
-                units[name].append(unit)
-            bar.update(1)
+    units: dict[str, list[dict[str, Any] | None]] = {name: [store.load(name, k) for k in range(len(chunks))] for name in jobs}
+    todo = [(k, name) for k in range(len(chunks)) for name in jobs if units[name][k] is None]
+    bar = tqdm(total=len(chunks) * len(jobs), initial=len(chunks) * len(jobs) - len(todo), desc="evaluate",
+               disable=not progress, dynamic_ncols=True, mininterval=1.0)
+
+    def finished(name: str, k: int, unit: dict[str, Any]) -> None:
+        units[name][k] = unit
+        bar.update(1)
+        saved()
+        if len(chunks) > 1:
+            write_progress(out, units, lrs, optimizee_name, divergence_factor, num_test)
+
+    if workers > 1 and len(todo) > 1:
+        blob = pickle.dumps({
+            "family": family, "baselines": baselines, "lrs": lrs, "steps": steps, "device": device,
+            "divergence_factor": divergence_factor,
+            "learned": {n: (net.full_config(), net.state_dict(), bool(getattr(net, "compiled", False)))
+                        for n, net in learned.items()}})
+        threads = max(1, torch.get_num_threads() // workers)
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker,
+                                 initargs=(blob, threads)) as pool:
+            running = {pool.submit(_worker_unit, name, chunks[k], str(store.path(name, k))): (name, k)
+                       for k, name in todo}
+            while running:
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    name, k = running.pop(future)
+                    future.result()
+                    finished(name, k, store.load(name, k))
+    else:
+        problems: dict[int, Any] = {}
+        for k, name in todo:
+            bar.set_postfix_str(f"{name}, problems {chunks[k][0] - seeds[0]}-{chunks[k][-1] - seeds[0]}")
+            if k not in problems:
+                problems.clear()
+                problems[k] = family.sample(chunks[k], device)
+            unit = run_unit(name, learned, baselines, lrs, problems[k], steps, divergence_factor)
+            store.save(name, k, unit)
+            finished(name, k, unit)
     bar.close()
 
     # 3. the summary over all chunks
@@ -203,10 +254,11 @@ def evaluate(
     return summary, table
 
 
-def write_progress(out: Path, units: dict[str, list[dict[str, Any]]], lrs: dict[str, float | None], optimizee: str,
-                   divergence_factor: float, num_test: int) -> None:
+def write_progress(out: Path, units: dict[str, list[dict[str, Any] | None]], lrs: dict[str, float | None],
+                   optimizee: str, divergence_factor: float, num_test: int) -> None:
     """curves.csv and loss.png from the chunks finished so far (the final files replace them)."""
-    curves = {name: combine(done, divergence_factor)[0] for name, done in units.items() if done}
+    finished = {name: [u for u in all_units if u is not None] for name, all_units in units.items()}
+    curves = {name: combine(done, divergence_factor)[0] for name, done in finished.items() if done}
     report.write_curves_csv(out / "curves.csv", curves)
-    done = min(sum(u["losses"].shape[1] for u in done) for done in units.values()) if all(units.values()) else 0
+    done = min(sum(u["losses"].shape[1] for u in done) for done in finished.values())
     report.plot_curves(out / "loss.png", curves, lrs, f"{optimizee}: so far ({done} of {num_test} problems by every optimizer)")

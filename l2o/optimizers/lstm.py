@@ -104,6 +104,7 @@ class CoordinatewiseLSTM(OptimizerNet):
         kernels (forward and backward). Results equal the eager path to float tolerance."""
         self._layer = torch.compile(lstm_layer, dynamic=True) if enable else lstm_layer
         self._cell = torch.compile(lstm_cell, dynamic=True) if enable else lstm_cell
+        self.compiled = enable
         return self
 
     def config(self) -> dict[str, Any]:

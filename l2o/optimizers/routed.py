@@ -73,6 +73,7 @@ class Routed(OptimizerNet):
     def compile_layers(self, enable: bool = True) -> "Routed":
         for net in self.nets.values():
             net.compile_layers(enable)
+        self.compiled = enable
         return self
 
     def route(self, layout: Layout) -> dict[str, list[int]]:
