@@ -144,6 +144,33 @@ def _step_memory(name: str, label: str, device: torch.device) -> float:
     return rss_mib("VmHWM") - before - state
 
 
+def run_reference(path: Path, reps: int) -> dict[str, list[float]]:
+    """The prototype's MNIST meta-epoch and 100-step evaluation times, in a child process."""
+    cmd = [sys.executable, str(path), "--bench", "mnist", "--reps", str(reps), "--eval", "1"]
+    print(f"# reference: {' '.join(cmd)}", flush=True)
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    times: dict[str, list[float]] = {}
+    for line in out.splitlines():
+        if line.startswith("{"):
+            row = json.loads(line)
+            times[row["figure"]] = row["times"]
+    return times
+
+
+def meta_epoch(net, problem, horizon=100, unroll_len=20) -> Callable[[], None]:
+    opt = torch.optim.Adam(net.parameters(), lr=1e-4)
+
+    def run():
+        carry = start(net, problem)
+        while carry.step < horizon:
+            meta, _, carry = unroll(net, problem, carry, unroll_len, lambda loss, t: loss.mean())
+            opt.zero_grad(set_to_none=True)
+            meta.backward()
+            opt.step()
+
+    return run
+
+
 MODELS = ("mlp", "1m", "10m")
 
 
@@ -249,7 +276,6 @@ def main() -> None:
         t = measure(epoch, args.runs, device)
         flops = lstm_flops_per_coordinate(net, backward=True) * fam.spec.numel * 100
         report("mnist_meta_epoch", t, "s", fraction_of_matmul_peak=flops / statistics.median(t) / 1e9 / peak)
-        report("mnist_meta_extra_memory", [peak_extra_mib(epoch, device)], "MiB")
         t = measure(lambda: rollout(net, problem, 100), args.runs, device)
         report("mnist_eval", [100 / s for s in t], "steps/s")
         if use_ref:  # the prototype again, after l2o's figures: both sides see the same drift
