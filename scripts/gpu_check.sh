@@ -10,6 +10,12 @@
 # Python: .venv if present (scripts/env.sh), else the machine's python3 with torch; hydra-core and
 # omegaconf come from wheels in .whl/ when missing. MNIST: $L2O_DATA_DIR, ../shared/data, or the
 # gzipped raw files in .gpu_data/ (unpacked to /tmp). Each stage's log goes to OUT_DIR.
+# For a device machine without this repo's venv, make both folders once here (git-ignored through
+# .git/info/exclude) and carry them:
+#   pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#     --platform manylinux2014_x86_64 -d .whl hydra-core==1.3.8 omegaconf==2.3.1
+#   pip wheel --no-deps -w .whl antlr4-python3-runtime==4.9.3
+#   mkdir -p .gpu_data && for f in ../shared/data/mnist/MNIST/raw/*; do gzip -c "$f" > .gpu_data/$(basename "$f").gz; done
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-outputs/gpu_check}
