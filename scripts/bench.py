@@ -101,22 +101,6 @@ def rss_mib(key: str = "VmRSS") -> float:
     return float("nan")
 
 
-def peak_extra_mib(fn: Callable[[], None], device: torch.device) -> float:
-    """Memory one call needs beyond what is held before it: CUDA peak allocation, or on the CPU
-    the process's peak RSS (VmHWM, reset through /proc/self/clear_refs) minus its RSS before.
-    On the CPU, memory an earlier call freed but the process kept is reused and not counted:
-    call it in a fresh process for a model's step (`step_memory`)."""
-    if device.type == "cuda":
-        before = torch.cuda.memory_allocated()
-        torch.cuda.reset_peak_memory_stats()
-        fn()
-        return (torch.cuda.max_memory_allocated() - before) / 2**20
-    before = rss_mib()
-    Path("/proc/self/clear_refs").write_text("5")
-    fn()
-    return rss_mib("VmHWM") - before
-
-
 def step_memory(name: str, label: str, device: torch.device) -> float:
     """Peak working memory of a learned step on model `name`, beyond the model, its gradients
     and the optimizer's state, measured in a fresh process (CPU) so no earlier heap is reused."""
@@ -133,15 +117,17 @@ def _step_memory(name: str, label: str, device: torch.device) -> float:
     nn.functional.cross_entropy(model(x), y).backward()
     net = CoordinatewiseLSTM(20, 2, 10.0, 0.1).to(device)
     opt = LearnedOptimizer(model, net=net, state_dtype=torch.bfloat16 if label == "bf16" else None)
-    if device.type == "cuda":
-        opt.step()
-        return peak_extra_mib(opt.step, device)
     # the first step in this fresh process: its peak minus the state it leaves is its working memory
-    before = rss_mib()
-    Path("/proc/self/clear_refs").write_text("5")
+    if device.type == "cuda":
+        before = torch.cuda.memory_allocated() / 2**20
+        torch.cuda.reset_peak_memory_stats()
+    else:
+        before = rss_mib()
+        Path("/proc/self/clear_refs").write_text("5")
     opt.step()
+    peak = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else rss_mib("VmHWM")
     state = sum(v.nbytes for s in opt.state.values() for k, v in s.items() if k != "step") / 2**20
-    return rss_mib("VmHWM") - before - state
+    return peak - before - state
 
 
 def run_reference(path: Path, reps: int) -> dict[str, list[float]]:

@@ -76,7 +76,11 @@ class Partial:
         return torch.load(path, map_location="cpu", weights_only=True) if path.exists() else None
 
     def save(self, name: str, chunk: int, unit: dict[str, Any]) -> None:
-        atomic_write(self.path(name, chunk), lambda fh: torch.save(unit, fh))
+        save_unit(self.path(name, chunk), unit)
+
+
+def save_unit(path: str | Path, unit: dict[str, Any]) -> None:
+    atomic_write(path, lambda fh: torch.save(unit, fh))
 
 
 def run_unit(name: str, learned: dict[str, OptimizerNet], baselines: dict[str, OptimizerFactory],
@@ -118,8 +122,7 @@ def _init_worker(blob: bytes, threads: int) -> None:
 def _worker_unit(name: str, seeds: list[int], path: str) -> str:
     w = _WORKER
     problem = w["family"].sample(seeds, w["device"])
-    unit = run_unit(name, w["learned"], w["baselines"], w["lrs"], problem, w["steps"], w["divergence_factor"])
-    atomic_write(path, lambda fh: torch.save(unit, fh))
+    save_unit(path, run_unit(name, w["learned"], w["baselines"], w["lrs"], problem, w["steps"], w["divergence_factor"]))
     return path
 
 

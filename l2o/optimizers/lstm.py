@@ -158,24 +158,25 @@ class CoordinatewiseLSTM(OptimizerNet):
         weights = [doubled_cell_rows(w) for w in self.weights]
         weights = [(w[:, :-1], w[:, -1:]) for w in weights]
         chunk = max(1, int(self.chunk_size))
-        if N <= chunk:  # one chunk: the results are the new state, nothing to copy
-            for layer, (w, b) in enumerate(weights):
-                x, new_state[f"c{layer}"] = self._cell(torch.addmm(b, w, torch.cat((state[f"h{layer}"], x))),
-                                                       state[f"c{layer}"])
-                new_state[f"h{layer}"] = x
-            return self.head(x).reshape(-1)
-        for layer in range(self.num_layers):
-            for k in ("h", "c"):
-                new_state[f"{k}{layer}"] = torch.empty_like(state[f"{k}{layer}"])
-        out = x.new_empty(N)
+        whole = N <= chunk  # one chunk: its results are the new state, nothing to copy
+        if not whole:
+            for layer in range(self.num_layers):
+                for k in ("h", "c"):
+                    new_state[f"{k}{layer}"] = torch.empty_like(state[f"{k}{layer}"])
+            out = x.new_empty(N)
         for s in range(0, N, chunk):
             cols = slice(s, min(N, s + chunk))
             inp = x[:, cols]
             for layer, (w, b) in enumerate(weights):
-                pre = torch.addmm(b, w, torch.cat((state[f"h{layer}"][:, cols], inp)))
-                h, c = self._cell(pre, state[f"c{layer}"][:, cols])
-                new_state[f"h{layer}"][:, cols] = h
-                new_state[f"c{layer}"][:, cols] = c
+                h, c = self._cell(torch.addmm(b, w, torch.cat((state[f"h{layer}"][:, cols], inp))),
+                                  state[f"c{layer}"][:, cols])
+                if whole:
+                    new_state[f"h{layer}"], new_state[f"c{layer}"] = h, c
+                else:
+                    new_state[f"h{layer}"][:, cols] = h
+                    new_state[f"c{layer}"][:, cols] = c
                 inp = h
+            if whole:
+                return self.head(inp).reshape(-1)
             out[cols] = self.head(inp).reshape(-1)
         return out
