@@ -126,7 +126,7 @@ def test_optimizee_state_is_carried_and_detached_at_truncation():
     assert carry.problem_state["calls"] == 4  # carried from step to step
     assert not carry.problem_state["s"].requires_grad and carry.problem_state["s"].grad_fn is None
     assert meta.requires_grad
-    losses, _ = rollout(net, problem, 5)
+    losses, _, _ = rollout(net, problem, 5)
     assert losses.shape == (6, 2) and torch.isfinite(losses).all()
 
 

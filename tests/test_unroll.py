@@ -81,6 +81,6 @@ def test_meta_gradient_treats_optimizee_gradient_as_constant():
 
 def test_rollout_records_initial_and_every_step():
     net, problem = _net(), _problem(5)
-    losses, _ = rollout(net, problem, 7)
+    losses, _, _ = rollout(net, problem, 7)
     assert losses.shape == (8, 5)
     assert torch.allclose(losses[0], problem.loss(problem.init_params(), 0))

@@ -25,7 +25,7 @@ from l2o.errors import L2OError
 from l2o.evaluation import report
 from l2o.evaluation.runners import OptimizerFactory, run_learned, run_torch_optimizer
 from l2o.evaluation.stats import Curve, diverged_mask, score
-from l2o.optimizees.base import Family, split_seeds
+from l2o.optimizees.base import Family, select_instances, split_seeds
 from l2o.optimizers.base import OptimizerNet, build_net
 from l2o.utils import atomic_write, atomic_write_text, configure_torch
 
@@ -88,14 +88,15 @@ def run_unit(name: str, learned: dict[str, OptimizerNet], baselines: dict[str, O
     """One optimizer on one chunk of test problems: losses (T+1, b) and per-problem test metrics
     (NaN for a diverged problem)."""
     if name in learned:
-        losses, final_params = run_learned(learned[name], problem, steps)
+        losses, final_params, final_state = run_learned(learned[name], problem, steps)
     else:
-        losses, final_params = run_torch_optimizer(baselines[name], problem, steps, lrs[name])
+        losses, final_params, final_state = run_torch_optimizer(baselines[name], problem, steps, lrs[name])
     metrics: dict[str, torch.Tensor] = {}
-    if hasattr(problem, "test_metrics"):  # e.g. MNIST: loss and accuracy on the full test set
+    if hasattr(problem, "test_metrics"):  # MNIST, CIFAR: test-set loss and accuracy (with the final batch-norm statistics)
         alive = ~diverged_mask(losses, divergence_factor)[-1].to(final_params.device)
         if alive.any():
-            for key, values in problem.test_metrics(final_params[alive]).items():
+            rows = alive.nonzero().flatten()
+            for key, values in problem.test_metrics(final_params[alive], select_instances(final_state, rows)).items():
                 full = torch.full((losses.shape[1],), math.nan, dtype=torch.float64)
                 full[alive.cpu()] = values.double().cpu()
                 metrics[key] = full

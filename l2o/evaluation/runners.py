@@ -7,7 +7,7 @@ import torch
 from torch import Tensor
 
 from l2o.meta.unroll import rollout
-from l2o.optimizees.base import Problem
+from l2o.optimizees.base import OptimizeeState, Problem
 from l2o.optimizers.base import OptimizerNet
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
@@ -15,8 +15,9 @@ OptimizerFactory = Callable[..., torch.optim.Optimizer]
 
 def run_torch_optimizer(
     factory: OptimizerFactory, problem: Problem, steps: int, lr: float | None
-) -> tuple[Tensor, Tensor]:
-    """Losses (T+1, B) and final parameters (B, D) of a torch.optim optimizer on all B problems at once.
+) -> tuple[Tensor, Tensor, OptimizeeState]:
+    """Losses (T+1, B), final parameters (B, D) and final optimizee state of a torch.optim optimizer
+    on all B problems at once.
 
     SGD, NAG, RMSprop and Adam act elementwise, so one optimizer over the stacked (B, D)
     parameters gives every problem exactly the trajectory it would have alone, and
@@ -34,9 +35,9 @@ def run_torch_optimizer(
         losses.append(loss.detach())
     with torch.no_grad():
         losses.append(problem.evaluate(params, steps, state)[0])
-    return torch.stack(losses), params.detach()
+    return torch.stack(losses), params.detach(), state
 
 
-def run_learned(net: OptimizerNet, problem: Problem, steps: int) -> tuple[Tensor, Tensor]:
-    """Losses (T+1, B) and final parameters (B, D) of the learned optimizer (φ frozen)."""
+def run_learned(net: OptimizerNet, problem: Problem, steps: int) -> tuple[Tensor, Tensor, OptimizeeState]:
+    """Losses (T+1, B), final parameters (B, D) and optimizee state of the learned optimizer (φ frozen)."""
     return rollout(net, problem, steps)

@@ -89,8 +89,9 @@ def unroll(
     return meta_loss, stacked, new_carry
 
 
-def rollout(net: OptimizerNet, problem: Problem, num_steps: int) -> tuple[Tensor, Tensor]:
-    """Losses f(θ_0..θ_T), shape (T + 1, B), and θ_T of the learned optimizer, without meta-graph."""
+def rollout(net: OptimizerNet, problem: Problem, num_steps: int) -> tuple[Tensor, Tensor, OptimizeeState]:
+    """Losses f(θ_0..θ_T), shape (T + 1, B), θ_T and the optimizee's final state (e.g. batch-norm
+    running statistics) of the learned optimizer, without meta-graph."""
     carry = start(net, problem)
     _, losses, end = unroll(net, problem, carry, num_steps)
-    return torch.cat([carry.loss.unsqueeze(0), losses]), end.params
+    return torch.cat([carry.loss.unsqueeze(0), losses]), end.params, end.problem_state

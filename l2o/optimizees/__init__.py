@@ -1,6 +1,7 @@
 """Problem families the learned optimizer is trained and tested on."""
 from l2o.optimizees.base import Family, ParamSpec, Problem, split_seeds
+from l2o.optimizees.cnn import ConvClassifier
 from l2o.optimizees.mlp import MLPClassifier
 from l2o.optimizees.quadratic import Quadratic, Simple
 
-__all__ = ["Family", "MLPClassifier", "ParamSpec", "Problem", "Quadratic", "Simple", "split_seeds"]
+__all__ = ["ConvClassifier", "Family", "MLPClassifier", "ParamSpec", "Problem", "Quadratic", "Simple", "split_seeds"]

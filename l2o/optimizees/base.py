@@ -123,3 +123,14 @@ def detach_state(state: OptimizeeState) -> OptimizeeState:
     if isinstance(state, (list, tuple)):
         return type(state)(detach_state(v) for v in state)
     return state
+
+
+def select_instances(state: OptimizeeState, rows: Tensor) -> OptimizeeState:
+    """The rows (instances) `rows` of a (nested) optimizee state whose tensors are (B, ...)."""
+    if isinstance(state, Tensor):
+        return state[rows]
+    if isinstance(state, dict):
+        return {k: select_instances(v, rows) for k, v in state.items()}
+    if isinstance(state, (list, tuple)):
+        return type(state)(select_instances(v, rows) for v in state)
+    return state
