@@ -19,6 +19,8 @@ top level) still loads and gives the same updates.
 """
 from __future__ import annotations
 
+import importlib
+
 import pickle
 import random
 import sys
@@ -197,6 +199,8 @@ def architecture_diffs(stored: dict[str, Any], expected: dict[str, Any], prefix:
         have = stored.get(key)
         if isinstance(want, dict) and isinstance(have, dict):
             diffs += architecture_diffs(have, want, f"{prefix}.{key}")
+        elif key == "_target_" and _class_of(want) is not None and _class_of(want) is _class_of(have):
+            continue  # the same class by another import path (l2o.optimizers.Routed = l2o.optimizers.routed.Routed)
         elif key != "_partial_" and _norm(want) != _norm(have):
             diffs.append(f"{prefix}.{key}: config {want!r} vs checkpoint {have!r}")
     return diffs
@@ -204,6 +208,8 @@ def architecture_diffs(stored: dict[str, Any], expected: dict[str, Any], prefix:
 
 def check_architecture(ckpt: dict[str, Any], expected: dict[str, Any]) -> None:
     """Raise an error listing every architecture field where `expected` differs from the checkpoint."""
+    if "nets" in expected:  # routing: `net` is only the template its rules interpolate (l2o.optimizers.Routed)
+        expected = {k: v for k, v in expected.items() if k != "net"}
     diffs = architecture_diffs(ckpt["optimizer"], expected)
     if diffs:
         raise L2OError(
@@ -211,6 +217,17 @@ def check_architecture(ckpt: dict[str, Any], expected: dict[str, Any]) -> None:
             + "; ".join(diffs)
             + "). Drop the optimizer overrides to use the checkpoint's own architecture."
         )
+
+
+def _class_of(target: Any) -> Any:
+    """The object a `_target_` string names, or None."""
+    if not isinstance(target, str) or "." not in target:
+        return None
+    module, _, name = target.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), name, None)
+    except ImportError:
+        return None
 
 
 def _norm(v: Any) -> Any:

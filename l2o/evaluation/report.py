@@ -87,21 +87,41 @@ def plot_curves(path: Path, curves: dict[str, Curve], lrs: dict[str, float | Non
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
-    for name, c in curves.items():
-        steps = range(len(c.mean))
+    bands = {name: (c.mean.tolist(), c.lo.tolist(), c.hi.tolist()) for name, c in curves.items()}
+    draw_curves(ax, bands, lrs, {name: c.diverged for name, c in curves.items()})
+    ax.set_title(title)
+    save_figure(fig, path)
+
+
+def draw_curves(ax, bands: dict[str, tuple[list[float], list[float], list[float]]], lrs: dict[str, float | None],
+                diverged: dict[str, float] | None = None, legend: bool = True) -> None:
+    """Curves (mean, 95% lo, 95% hi per step) on a log y-axis; learned optimizers (lr None) bold."""
+    for name, (mean, lo, hi) in bands.items():
+        steps = range(len(mean))
         label = name if lrs.get(name) is None else f"{name} (lr {lrs[name]:.3g})"
-        if c.diverged > 0:
-            label += f", {100 * c.diverged:.0f}% diverged"
+        if diverged and diverged.get(name, 0) > 0:
+            label += f", {100 * diverged[name]:.0f}% diverged"
         lw = 2.2 if lrs.get(name) is None else 1.4
-        (line,) = ax.plot(steps, c.mean.numpy(), label=label, lw=lw)
-        ax.fill_between(steps, c.lo.clamp_min(1e-12).numpy(), c.hi.numpy(), color=line.get_color(), alpha=0.18, lw=0)
+        (line,) = ax.plot(steps, mean, label=label, lw=lw)
+        ax.fill_between(steps, [max(v, 1e-12) for v in lo], hi, color=line.get_color(), alpha=0.18, lw=0)
     ax.set_yscale("log")
     ax.set_xlabel("step")
     ax.set_ylabel("loss (mean over test problems)")
-    ax.set_title(title)
     ax.grid(True, which="both", alpha=0.25)
-    ax.legend(fontsize=8)
-    save_figure(fig, path)
+    if legend:
+        ax.legend(fontsize=8)
+
+
+def read_curves_csv(path: Path) -> dict[str, tuple[list[float], list[float], list[float]]]:
+    """The bands `write_curves_csv` wrote: {optimizer: (mean, lo, hi)} per step."""
+    bands: dict[str, tuple[list[float], list[float], list[float]]] = {}
+    with open(path, newline="") as fh:
+        for row in csv.DictReader(fh):
+            mean, lo, hi = bands.setdefault(row["optimizer"], ([], [], []))
+            mean.append(float(row["mean"]))
+            lo.append(float(row["ci95_lo"]))
+            hi.append(float(row["ci95_hi"]))
+    return bands
 
 
 def save_figure(fig, path: Path) -> None:

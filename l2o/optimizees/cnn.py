@@ -139,8 +139,8 @@ class ConvClassifier(ClassifierFamily):
         state = {}
         for (_, bn), c in zip(self.conv_names, self.channels):
             if bn is not None:
-                state[f"{bn}.running_mean"] = torch.zeros(num_problems, c, device=device)
-                state[f"{bn}.running_var"] = torch.ones(num_problems, c, device=device)
+                state[f"{bn}.running_mean"] = torch.zeros(num_problems, c, device=device, dtype=self.x.dtype)
+                state[f"{bn}.running_var"] = torch.ones(num_problems, c, device=device, dtype=self.x.dtype)
         return state
 
     def logits(self, p: dict[str, Tensor], x: Tensor, state: OptimizeeState, train: bool) -> tuple[Tensor, OptimizeeState]:

@@ -44,11 +44,14 @@ class Rule:
 class Routed(OptimizerNet):
     """`nets`: {name: {"match": {"kinds": [...], "names": [...]}, "net": OptimizerNet}}, in
     priority order. Each sub-optimizer sees the sub-layout of its tensors (same instances), so
-    its coordinates of one instance stay together (what GAC averages over)."""
+    its coordinates of one instance stay together (what GAC averages over).
+
+    `net` is only the template the presets' rules interpolate (`net: ${...net}`, swapped with
+    `optimizer/net=rnnprop`); each rule's own `net` is what is built and stored."""
 
     NAME = "routed"
 
-    def __init__(self, nets: Mapping[str, Mapping[str, Any]]):
+    def __init__(self, nets: Mapping[str, Mapping[str, Any]], net: Any = None):
         super().__init__()
         if not nets:
             raise L2OError("optimizer.nets must name at least one sub-optimizer.")
@@ -65,6 +68,11 @@ class Routed(OptimizerNet):
     def config(self) -> dict[str, Any]:
         return {"nets": {name: {"match": self.rules[name].config(), "net": self.nets[name].full_config()}
                          for name in self.rules}}
+
+    def short_name(self) -> str:  # type: ignore[override]
+        """The sub-optimizers' name when they share an architecture (two LSTMs: "lstm"), else "routed"."""
+        names = {net.short_name() for net in self.nets.values()}
+        return names.pop() if len(names) == 1 else self.NAME
 
     @property
     def coordinatewise(self) -> bool:  # type: ignore[override]
