@@ -194,3 +194,16 @@ def test_cpu_presets_run_end_to_end_through_the_clis(tmp_path):
     report = (tmp_path / "outputs/cifar10_cpu/REPORT.md").read_text()
     assert (tmp_path / "outputs/cifar10_cpu/cifar.png").stat().st_size > 10_000
     assert "| CIFAR-2 | 6 | 4 | lstm_sub | learned |" in report and "| CIFAR-5 | | | not run |" in report
+
+
+def test_any_dataset_of_32x32_rgb_images_takes_the_same_path(data):
+    """torchvision's CIFAR10 (the full set) has the subset's interface: `.data` (N, 32, 32, 3) uint8 and
+    `.targets`; any such dataset gives the same problems as the subset for the same images."""
+    from types import SimpleNamespace
+
+    train = data[0]
+    plain = SimpleNamespace(data=train.data[:500].copy(), targets=list(train.targets[:500]))
+    fam = ConvClassifier(plain, batch_size=8)
+    ref = ConvClassifier(train, batch_size=8)
+    assert torch.equal(fam.x, ref.x[:500]) and torch.equal(fam.y, ref.y[:500])
+    assert fam.sample([3]).evaluate(fam.sample([3]).init_params(), 0, fam.sample([3]).init_state())[0].isfinite().all()
