@@ -19,7 +19,7 @@ if [ "${SKIP_TRAIN:-0}" != 1 ]; then
   rm -f "$root/times.txt"
   timed "train cifar10$suffix (two LSTMs)" .venv/bin/l2o-train experiment=cifar10$suffix
   timed "train cifar_sub$suffix (LSTM-sub, labels 5-9)" .venv/bin/l2o-train experiment=cifar_sub$suffix
-  timed "train cifar10${suffix}_lstm1 (one LSTM)" .venv/bin/l2o-train experiment=cifar10$suffix optimizer=lstm \
+  timed "train cifar10${suffix}_lstm1 (one LSTM)" .venv/bin/l2o-train experiment=cifar10$suffix optimizer=lstm_single \
     experiment_name=cifar10${suffix}_lstm1
 fi
 timed "eval CIFAR-10" .venv/bin/l2o-eval experiment=cifar10$suffix +learned.lstm_one_net=outputs/cifar10${suffix}_lstm1/train
