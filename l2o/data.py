@@ -29,7 +29,22 @@ KNOWN_MD5 = {
     "MNIST/raw/t10k-images-idx3-ubyte": (7_840_016, "2646ac647ad5339dbf082846283269ea"),
     "MNIST/raw/t10k-labels-idx1-ubyte": (10_008, "27ae3e4e09519cfbb04c329615203637"),
 }
-_verified: dict[tuple[str, int, int], str] = {}
+_md5s: dict[tuple[str, int, int], str] = {}
+
+
+def file_md5(path: str | os.PathLike) -> str:
+    """The md5 of a file, computed once per (path, size, mtime) in this process."""
+    import hashlib
+
+    stat = os.stat(path)
+    cache_key = (str(path), stat.st_size, stat.st_mtime_ns)
+    if cache_key not in _md5s:
+        digest = hashlib.md5()
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 22), b""):
+                digest.update(block)
+        _md5s[cache_key] = digest.hexdigest()
+    return _md5s[cache_key]
 
 
 def verify_files(root: str | os.PathLike, key: str = "optimizee.dataset") -> None:
@@ -37,7 +52,6 @@ def verify_files(root: str | os.PathLike, key: str = "optimizee.dataset") -> Non
     have the official md5 (a flipped byte is caught); any other size must be a consistent IDX
     file (header count × item size), as a deliberate subset is. Absent files are left to the
     dataset class, which says so."""
-    import hashlib
     from pathlib import Path
 
     for rel, (size, expected) in KNOWN_MD5.items():
@@ -48,17 +62,11 @@ def verify_files(root: str | os.PathLike, key: str = "optimizee.dataset") -> Non
         if stat.st_size != size:
             _check_idx(path, key)
             continue
-        cache_key = (str(path), stat.st_size, stat.st_mtime_ns)
-        if cache_key not in _verified:
-            digest = hashlib.md5()
-            with open(path, "rb") as fh:
-                for block in iter(lambda: fh.read(1 << 22), b""):
-                    digest.update(block)
-            _verified[cache_key] = digest.hexdigest()
-        if _verified[cache_key] != expected:
+        digest = file_md5(path)
+        if digest != expected:
             raise L2OError(
                 f"{key}: data file {str(path)!r} is corrupt or not the official release "
-                f"(md5 {_verified[cache_key]}, expected {expected}, {stat.st_size} bytes). "
+                f"(md5 {digest}, expected {expected}, {stat.st_size} bytes). "
                 f"Restore it from a clean copy (e.g. shared/data) or point {key}.root / ${ENV_VAR} elsewhere."
             )
 

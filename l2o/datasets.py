@@ -8,13 +8,13 @@ different file is an error naming it.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from l2o.data import file_md5
 from l2o.errors import L2OError
 
 # file -> (bytes, md5), as listed in shared/data/README.md
@@ -39,7 +39,7 @@ def verify(path: Path) -> None:
     if not path.is_file():
         raise L2OError(f"CIFAR-10 subset file {str(path)!r} is missing. {fix}")
     actual = path.stat().st_size
-    digest = hashlib.md5(path.read_bytes()).hexdigest() if actual == size else None
+    digest = file_md5(path) if actual == size else None
     if digest != md5:
         raise L2OError(f"CIFAR-10 subset file {str(path)!r} is corrupt ({actual} bytes, md5 {digest or '-'}; "
                        f"expected {size} bytes, md5 {md5}). {fix}")

@@ -31,6 +31,12 @@ def dataset_tensors(dataset: Any) -> tuple[Tensor, Tensor]:
     return torch.as_tensor(data), torch.as_tensor(targets).long()
 
 
+def check_widths(key: str, widths: Sequence[int], hint: str = "") -> None:
+    """`optimizee.<key>` must be a list of positive integers (layer widths)."""
+    if any(isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in widths):
+        raise L2OError(f"optimizee.{key}={list(widths)!r} must be a list of positive integers{hint}.")
+
+
 def label_subset(x: Tensor, y: Tensor, labels: Sequence[int] | None) -> tuple[Tensor, Tensor]:
     """Only the images of `labels`, relabelled 0..k-1 in the order given (CIFAR-k)."""
     if labels is None:

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from l2o.errors import L2OError
 from l2o.optimizees.base import OptimizeeState, ParamSpec
-from l2o.optimizees.classifier import ClassifierFamily
+from l2o.optimizees.classifier import ClassifierFamily, check_widths
 
 # per-channel mean and std of the CIFAR-10 training set (the usual normalisation constants)
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
@@ -52,9 +52,8 @@ class ConvClassifier(ClassifierFamily):
         mean: Sequence[float] = CIFAR_MEAN,
         std: Sequence[float] = CIFAR_STD,
     ):
-        for key, widths in (("channels", channels), ("hidden", hidden)):
-            if any(isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in widths):
-                raise L2OError(f"optimizee.{key}={list(widths)!r} must be a list of positive integers.")
+        check_widths("channels", channels)
+        check_widths("hidden", hidden)
         if not isinstance(kernel_size, int) or kernel_size < 1 or kernel_size % 2 == 0:
             raise L2OError(f"optimizee.kernel_size={kernel_size!r} must be a positive odd integer (same padding).")
         self.mean, self.std = tuple(float(v) for v in mean), tuple(float(v) for v in std)

@@ -16,7 +16,7 @@ from torch import Tensor
 
 from l2o.errors import L2OError
 from l2o.optimizees.base import OptimizeeState, ParamSpec
-from l2o.optimizees.classifier import ClassifierFamily
+from l2o.optimizees.classifier import ClassifierFamily, check_widths
 
 ACTIVATIONS = {"sigmoid": torch.sigmoid, "relu": torch.relu, "tanh": torch.tanh}
 
@@ -39,8 +39,7 @@ class MLPClassifier(ClassifierFamily):
         if activation not in ACTIVATIONS:
             raise L2OError(f"optimizee.activation={activation!r} is unknown; allowed: {', '.join(ACTIVATIONS)}.")
         hidden = list(hidden)
-        if any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in hidden):
-            raise L2OError(f"optimizee.hidden={hidden!r} must be a list of positive integers (one width per hidden layer).")
+        check_widths("hidden", hidden, " (one width per hidden layer)")
         if not isinstance(init_std, (int, float)) or init_std < 0:
             raise L2OError(f"optimizee.init_std={init_std!r} must be a number >= 0.")
         super().__init__(dataset, test_dataset, batch_size, test_part_start, labels)
