@@ -10,6 +10,7 @@ from omegaconf import DictConfig, OmegaConf
 from l2o.checkpoint import check_architecture, load_checkpoint, net_from_checkpoint, training_horizon
 from l2o.cli.common import CONF_DIR, build, choice, hparams, positive_int, run_dir, set_threads, user_errors
 from l2o.errors import L2OError
+from l2o.evaluation import gallery
 from l2o.evaluation.evaluate import evaluate
 from l2o.utils import configure_torch, resolve_device, write_hparams
 
@@ -21,6 +22,9 @@ def _check(cfg: DictConfig) -> None:
     positive_int(cfg, "steps", allow_none=True)
     positive_int(cfg, "chunk_problems", allow_none=True)
     positive_int(cfg, "workers")
+    positive_int(cfg, "gallery.problems")
+    if any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in cfg.gallery.steps):
+        raise L2OError(f"gallery.steps={list(cfg.gallery.steps)!r} must be a list of steps >= 0.")
     if not isinstance(cfg.resume, bool):
         raise L2OError(f"resume={cfg.resume!r} must be true or false.")
     unknown = [n for n in cfg.compare if n not in cfg.baselines]
@@ -68,6 +72,12 @@ def run(cfg: DictConfig) -> float:
     else:
         optimizee_cfg, optimizee_name = ckpt["optimizee"]["config"], ckpt["optimizee"]["name"]
     family = build(optimizee_cfg, "optimizee")
+    described = getattr(family, "description", None)  # e.g. which feature network neural art uses
+    trained_on = ckpt["optimizee"].get("description")
+    if described and trained_on and described != trained_on:
+        print(f"l2o-eval: note: trained on {trained_on}; evaluating on {described}")
+    if cfg.gallery.steps and not hasattr(family, "style_image"):
+        raise L2OError(f"gallery.steps is set, but {optimizee_name} is not an image optimizee (neural_art).")
     baselines = {name: build(cfg.baselines[name], f"baselines.{name}") for name in cfg.compare}
     steps = cfg.steps or training_horizon(ckpt)
     t = cfg.tuning
@@ -87,7 +97,8 @@ def run(cfg: DictConfig) -> float:
         chunk_problems=cfg.chunk_problems,
         resume=cfg.resume,
         workers=cfg.workers,
-        meta={"checkpoints": {n: str(p) for n, p in [(name, checkpoint), *(cfg.get("learned") or {}).items()]}},
+        meta={"checkpoints": {n: str(p) for n, p in [(name, checkpoint), *(cfg.get("learned") or {}).items()]},
+              **({"optimizee_description": described} if described else {})},
         divergence_factor=cfg.divergence_factor,
         device=device,
         out_dir=out,
@@ -98,7 +109,13 @@ def run(cfg: DictConfig) -> float:
               checkpoint=str(checkpoint))
     write_hparams(out / "tb", hp, {f"hparam/final_loss/{name}": r["final_loss"] for name, r in summary["optimizers"].items()})
     print(table)
-    print(f"l2o-eval: results in {out} (summary.json, summary.md, curves.csv, loss.png, tb/)")
+    files = "summary.json, summary.md, curves.csv, loss.png, tb/"
+    if cfg.gallery.steps:
+        lrs = {n: r["lr"] for n, r in summary["optimizers"].items()}
+        gallery.write(out, gallery.collect(family, learned, baselines, lrs, cfg.gallery.steps, cfg.gallery.problems, device),
+                      f"{described}: {cfg.gallery.problems} test problems")
+        files += ", images.png"
+    print(f"l2o-eval: results in {out} ({files})")
     return summary["optimizers"][name]["final_loss"]
 
 

@@ -106,7 +106,8 @@ def _train(cfg: DictConfig, net: OptimizerNet, schedule: Any, family: Any, devic
             run_dir=out,
             seed=cfg.seed,
             checkpoint_extra={
-                "optimizee": {"name": choice("optimizee"), "config": optimizee},
+                "optimizee": {"name": choice("optimizee"), "config": optimizee,
+                              "description": getattr(family, "description", None)},
                 "config": OmegaConf.to_container(cfg, resolve=True),
             },
             progress=cfg.progress,

@@ -252,6 +252,8 @@ def evaluate(
     for name in jobs:
         curves[name], extra[name] = combine(units[name], divergence_factor)
     summary = report.summarize(curves, lrs, optimizee_name, steps, num_test)
+    if meta and meta.get("optimizee_description"):  # e.g. neural art's feature network, named in every output
+        summary["optimizee_description"] = meta["optimizee_description"]
     for name, values in extra.items():
         summary["optimizers"][name].update(values)
     table = report.write_all(out, curves, lrs, summary, list(learned), tuning)

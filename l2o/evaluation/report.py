@@ -146,3 +146,60 @@ def write_all(out_dir: Path, curves: dict[str, Curve], lrs: dict[str, float | No
     atomic_write_text(out_dir / "summary.md", table)
     atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=2))  # last: its presence means "done"
     return table
+
+
+def panel_report(root: Path, panels: list[tuple[str, str, str]], heading: str, figure: str, notes: list[str],
+                 training_runs: list[str] = ()) -> Path:
+    """A paper-style figure of several evaluations side by side (`root/<folder>/curves.csv`), one
+    table of all their optimizers, each evaluation's image grid (`images.png`) where it wrote one,
+    `root/times.txt` and the training runs' results: `root/REPORT.md` and `root/<figure>`.
+    `panels`: (folder under root, title, what the paper reports)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.2), dpi=110, squeeze=False)
+    lines = [f"# {heading}", "", *notes, ""]
+    summaries = {folder: json.loads((root / folder / "summary.json").read_text())
+                 for folder, _, _ in panels if (root / folder / "summary.json").exists()}
+    extra = [k for k in ("test_loss", "test_accuracy")
+             if any(k in row for s in summaries.values() for row in s["optimizers"].values())]
+    table = ["| setting | steps | test problems | optimizer | lr | final loss (mean ± 95% CI) | diverged |"
+             + "".join(f" {k.replace('_', ' ')} |" for k in extra), "|---|---|---|---|---|---|---|" + "---|" * len(extra)]
+    galleries = []
+    for ax, (folder, title, paper) in zip(axes[0], panels):
+        if folder not in summaries:
+            ax.set_title(f"{title}: not run")
+            table.append(f"| {title} | | | not run | | | |" + " |" * len(extra))
+            continue
+        summary = summaries[folder]
+        opts = summary["optimizers"]
+        lrs = {name: row.get("lr") if isinstance(row.get("lr"), (int, float)) else None for name, row in opts.items()}
+        draw_curves(ax, read_curves_csv(root / folder / "curves.csv"), lrs, {n: r["diverged"] for n, r in opts.items()})
+        ax.set_title(f"{title} ({summary['num_problems']} test problems)")
+        for name, row in sorted(opts.items(), key=lambda kv: kv[1]["final_loss"]):
+            lo, hi = row["final_loss_ci95"]
+            lr = "learned" if lrs[name] is None else f"{lrs[name]:.3g}"
+            table.append(f"| {title} | {summary['steps']} | {summary['num_problems']} | {name} | {lr} | "
+                         f"{row['final_loss']:.3f} ± {(hi - lo) / 2:.3f} | {100 * row['diverged']:.0f}% |"
+                         + "".join(f" {_fmt(row.get(k))} |" for k in extra))
+        described = f" ({summary['optimizee_description']})" if summary.get("optimizee_description") else ""
+        lines.append(f"- {title}{described}, paper: {paper}.")
+        if (root / folder / "images.png").exists():
+            galleries.append(f"### {title}\n\n![{title}]({folder}/images.png)\n")
+    save_figure(fig, root / figure)
+    lines += ["", f"![{heading}]({figure})", "", *table, ""]
+    if galleries:
+        lines += ["## Images", "", *galleries]
+    times = root / "times.txt"
+    if times.exists():
+        lines += ["## Wall times", "", "```", times.read_text().strip(), "```", ""]
+    for name in training_runs:
+        result = root / name / "result.json"
+        if result.exists():
+            r = json.loads(result.read_text())
+            lines.append(f"- `{(root / name).resolve().relative_to(root.resolve().parent)}`: {r['epochs_run']} epochs, "
+                         f"best φ at epoch {r['best_epoch'] + 1} (validation {r['best_val']:.4g}).")
+    atomic_write_text(root / "REPORT.md", "\n".join(lines) + "\n")
+    return root / "REPORT.md"

@@ -2,6 +2,7 @@
 from l2o.optimizees.base import Family, ParamSpec, Problem, split_seeds
 from l2o.optimizees.cnn import ConvClassifier
 from l2o.optimizees.mlp import MLPClassifier
+from l2o.optimizees.neural_art import NeuralArt
 from l2o.optimizees.quadratic import Quadratic, Simple
 
-__all__ = ["ConvClassifier", "Family", "MLPClassifier", "ParamSpec", "Problem", "Quadratic", "Simple", "split_seeds"]
+__all__ = ["ConvClassifier", "Family", "MLPClassifier", "NeuralArt", "ParamSpec", "Problem", "Quadratic", "Simple", "split_seeds"]
