@@ -95,7 +95,9 @@ def plot_curves(path: Path, curves: dict[str, Curve], lrs: dict[str, float | Non
 
 def draw_curves(ax, bands: dict[str, tuple[list[float], list[float], list[float]]], lrs: dict[str, float | None],
                 diverged: dict[str, float] | None = None, legend: bool = True) -> None:
-    """Curves (mean, 95% lo, 95% hi per step) on a log y-axis; learned optimizers (lr None) bold."""
+    """Curves (mean, 95% lo, 95% hi per step) on a log y-axis; learned optimizers (lr None) bold.
+    A band whose lower end is at or near 0 (tiny losses, wide interval) is cut one decade below the
+    mean, so it does not stretch the log axis down to 1e-12 and flatten every curve."""
     for name, (mean, lo, hi) in bands.items():
         steps = range(len(mean))
         label = name if lrs.get(name) is None else f"{name} (lr {lrs[name]:.3g})"
@@ -103,7 +105,7 @@ def draw_curves(ax, bands: dict[str, tuple[list[float], list[float], list[float]
             label += f", {100 * diverged[name]:.0f}% diverged"
         lw = 2.2 if lrs.get(name) is None else 1.4
         (line,) = ax.plot(steps, mean, label=label, lw=lw)
-        ax.fill_between(steps, [max(v, 1e-12) for v in lo], hi, color=line.get_color(), alpha=0.18, lw=0)
+        ax.fill_between(steps, [max(v, m / 10) for v, m in zip(lo, mean)], hi, color=line.get_color(), alpha=0.18, lw=0)
     ax.set_yscale("log")
     ax.set_xlabel("step")
     ax.set_ylabel("loss (mean over test problems)")
@@ -182,7 +184,7 @@ def panel_report(root: Path, panels: list[tuple[str, str, str]], heading: str, f
             lo, hi = row["final_loss_ci95"]
             lr = "learned" if lrs[name] is None else f"{lrs[name]:.3g}"
             table.append(f"| {title} | {summary['steps']} | {summary['num_problems']} | {name} | {lr} | "
-                         f"{row['final_loss']:.3f} ± {(hi - lo) / 2:.3f} | {100 * row['diverged']:.0f}% |"
+                         f"{_fmt(row['final_loss'])} ± {_fmt((hi - lo) / 2)} | {100 * row['diverged']:.0f}% |"
                          + "".join(f" {_fmt(row.get(k))} |" for k in extra))
         described = f" ({summary['optimizee_description']})" if summary.get("optimizee_description") else ""
         lines.append(f"- {title}{described}, paper: {paper}.")
