@@ -180,3 +180,29 @@ def test_eval_returns_the_main_learned_optimizers_loss_with_extra_learned_ones(t
         returned = run(cfg)
     summary = json.loads((tmp_path / "summary.json").read_text())["optimizers"]
     assert returned == summary["main"]["final_loss"] != summary["other"]["final_loss"]
+
+
+def test_stable_recipe_trains_through_the_cli_and_its_presets_compose(tmp_path):
+    import torch
+
+    run = tmp_path / "stable"
+    tiny = ("schedule.epochs=8", "schedule.problems_per_epoch=4", "schedule.unroll=5", "schedule.val_every=1",
+            "schedule.num_val=4", "schedule.truncation.horizons=[10,20]", "schedule.truncation.patience=1",
+            "schedule.truncation.stage_epochs=[3,3]", "schedule.imitation.probability=0.5", "progress=false")
+    run_cli("l2o-train", "experiment=quadratic_stable", *tiny, f"hydra.run.dir={run}", cwd=tmp_path)
+    ckpt = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    sched = ckpt["schedule"]
+    assert sched["truncation"]["_target_"].endswith("Adaptive") and sched["truncation"]["horizons"] == [10, 20]
+    assert sched["imitation"]["teacher"]["lr"] == 0.3162 and sched["scaling"]["param_range"] == 3.0
+    assert ckpt["training"]["progress"]["stage"] == 1 and (run / "checkpoints" / "best_stage0.pt").exists()
+    tags, acc = _scalar_tags(run / "tb")
+    assert {"meta/stage", "meta/imitation_loss", "meta/loss"} <= tags
+    assert json.loads((run / "result.json").read_text())["train_seconds"] > 0
+    out = tmp_path / "stable_eval"
+    run_cli("l2o-eval", f"checkpoint={run}", "compare=[adam]", "steps=40", *TINY_EVAL, f"hydra.run.dir={out}", cwd=tmp_path)
+    assert json.loads((out / "summary.json").read_text())["steps"] == 40
+    for preset in ("mnist_stable", "mnist_stable_rnnprop", "mnist_stable_gac", "mnist_relu_steps10000",
+                   "mnist_layers2_steps1000"):
+        cli = "l2o-eval" if "steps" in preset else "l2o-train"
+        cfg = run_cli(cli, f"experiment={preset}", "--cfg", "job", cwd=tmp_path).stdout
+        assert "l2o.meta.truncation.Adaptive" in cfg or "steps:" in cfg, preset

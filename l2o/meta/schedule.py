@@ -19,7 +19,8 @@ class Schedule:
     meta-update after each unroll. `objective` turns losses into the meta-loss;
     `meta_optimizer` (a partial taking params and lr, Adam by default) and `lr_scheduler` (a
     partial taking the optimizer, stepped once per epoch; ExponentialLR(meta_lr_decay) by
-    default) train φ."""
+    default) train φ. `imitation` and `scaling` (None = off) are the stabilising techniques of
+    Chen et al. 2020 and Lv et al. 2017, see their modules."""
 
     epochs: int = 100
     horizon: int = 100
@@ -36,6 +37,8 @@ class Schedule:
     objective: Any = None  # l2o.meta.objectives object; None = WeightedSum("uniform")
     meta_optimizer: Callable[..., torch.optim.Optimizer] | None = None
     lr_scheduler: Callable[..., Any] | None = None
+    imitation: Any = None  # l2o.meta.imitation.Imitation: some epochs follow a teacher's trajectory (Chen et al. 2020)
+    scaling: Any = None  # l2o.optimizees.scaling.RandomScaling: training problems randomly rescaled (Lv et al. 2017)
 
     def __post_init__(self) -> None:
         for key in ("epochs", "horizon", "unroll", "problems_per_epoch", "val_every", "num_val"):
@@ -55,18 +58,29 @@ class Schedule:
         self.truncation.check(self.epochs, self.unroll)
         self.objective.check(self.max_horizon)
 
-    def horizon_at(self, epoch: int, gen: torch.Generator | None = None) -> int:
-        """The training horizon T of `epoch` (0-based)."""
-        return self.truncation.horizon_at(epoch, gen)
+    def horizon_at(self, epoch: int, gen: torch.Generator | None = None, stage: int = 0) -> int:
+        """The training horizon T of `epoch` (0-based) in curriculum stage `stage`."""
+        if getattr(self.truncation, "num_stages", 1) == 1:  # a user's one-stage schedule may not take `stage`
+            return self.truncation.horizon_at(epoch, gen)
+        return self.truncation.horizon_at(epoch, gen, stage)
 
     @property
     def val_horizons(self) -> list[int]:
-        """The horizons validation scores φ at."""
+        """The horizons validation scores φ at (in the first stage)."""
         return self.truncation.val_horizons
+
+    def val_horizons_at(self, stage: int) -> list[int]:
+        at = getattr(self.truncation, "val_horizons_at", None)
+        return at(stage) if at is not None else self.truncation.val_horizons
+
+    @property
+    def num_stages(self) -> int:
+        return getattr(self.truncation, "num_stages", 1)
 
     @property
     def max_horizon(self) -> int:
-        return max(self.val_horizons)
+        """The longest horizon any epoch or validation runs."""
+        return getattr(self.truncation, "max_horizon", None) or max(self.truncation.val_horizons)
 
     def make_meta_optimizer(self, params: Any) -> tuple[torch.optim.Optimizer, Any]:
         """The meta-optimizer over φ and its lr schedule."""

@@ -1,7 +1,8 @@
 """Meta-training by truncated BPTT: the loop reads top to bottom in `meta_train`.
 
-    sample problems -> unroll (truncation schedule) -> meta-objective -> meta-optimizer step
-                    -> guard / validate / checkpoint / log
+    sample problems (rescaled?) -> unroll (truncation schedule; or imitate a teacher)
+        -> meta-objective -> meta-optimizer step -> guard / validate (next curriculum stage?)
+        / checkpoint / log
 
 Every epoch boundary is a consistent state (φ, the meta-optimizer's moments, the lr schedule,
 the task sampler's generator, the counters); `last.pt` holds one, so a run killed at any
@@ -18,13 +19,15 @@ from typing import Any
 
 import torch
 
-from l2o.checkpoint import CHECKPOINT_DIR, restore_training, save_checkpoint, training_fields
+from l2o.checkpoint import CHECKPOINT_DIR, load_checkpoint, restore_training, save_checkpoint, training_fields
 from l2o.errors import L2OError
 from l2o.meta.distributed import World
 from l2o.meta.guard import ROLLBACK, SKIP, NanGuard, TrainingDiverged
+from l2o.meta.imitation import imitate
 from l2o.meta.interrupt import Interrupted, SignalTrap
 from l2o.meta.logging import MetaLogger
 from l2o.meta.schedule import Schedule
+from l2o.meta.truncation import ADVANCE, STOP
 from l2o.meta.unroll import rollout, start, unroll
 from l2o.optimizees.base import SPLIT_OFFSETS, Family, Problem, split_seeds
 from l2o.optimizers.base import OptimizerNet
@@ -43,6 +46,10 @@ class Progress:
     consecutive_bad: int = 0
     rollbacks: int = 0
     lr_scale: float = 1.0  # product of the rollbacks' lr factors
+    stage: int = 0  # curriculum stage (truncation=adaptive)
+    stage_improved: bool = False  # whether a check of this stage beat the φ it started from
+    stage_start: int = 0  # the epoch the current stage began
+    seconds: float = 0.0  # training wall time over every session of the run (resumes add up)
 
 
 def mean_or_inf(total: float, count: int) -> float:
@@ -50,15 +57,21 @@ def mean_or_inf(total: float, count: int) -> float:
     return total / count if math.isfinite(total) else math.inf
 
 
-def validate(net: OptimizerNet, val_problem: Problem, horizons: list[int], world: World = World(),
+def validate(net: OptimizerNet, val_problems: Problem | list[Problem], horizons: list[int], world: World = World(),
              num_val: int | None = None) -> dict[int, float]:
     """Mean loss f(θ_T) of the frozen optimizer on the fixed validation problems at each T in
     `horizons` (one rollout to the longest); a non-finite loss anywhere scores +inf. Under
-    several processes each holds some of the `num_val` problems and the sums are all-reduced."""
-    losses = rollout(net, val_problem, max(horizons))[0]
-    sums = world.sum(losses[horizons].sum(dim=1))
-    n = num_val or losses.shape[1]
-    return {h: mean_or_inf(float(s), n) for h, s in zip(horizons, sums)}
+    several processes each holds some of the `num_val` problems and the sums are all-reduced.
+    A list of problems (a mix of optimizees, one batch per member) scores the mean over members."""
+    problems = val_problems if isinstance(val_problems, list) else [val_problems]
+    totals = dict.fromkeys(horizons, 0.0)
+    for problem in problems:
+        losses = rollout(net, problem, max(horizons))[0]
+        sums = world.sum(losses[horizons].sum(dim=1))
+        n = num_val or losses.shape[1]
+        for h, s in zip(horizons, sums):
+            totals[h] += mean_or_inf(float(s), n) / len(problems)
+    return totals
 
 
 class _Run:
@@ -116,6 +129,30 @@ def meta_step(run: _Run, meta_loss: torch.Tensor, schedule: Schedule, guard: Nan
     return action, meta_loss.detach(), grad_norm.detach()
 
 
+def next_stage(run: _Run, schedule: Schedule, val_problem: Problem | list[Problem], log: MetaLogger, epoch: int) -> str:
+    """The adaptive curriculum's move after a validation check. ADVANCE restores the stage's best
+    φ (best.pt), switches to the next horizon and re-scores that φ at the new stage's validation
+    horizon: the bar the new stage must beat. Returns what the curriculum decided."""
+    prog = run.prog
+    decision = schedule.truncation.decide(prog.stage, prog.checks_since_best, prog.stage_improved,
+                                          prog.epoch - prog.stage_start)
+    if decision == ADVANCE:
+        run.world.barrier()  # best.pt is written by the main process
+        run.net.load_state_dict(load_checkpoint(run.ckpt_dir / "best.pt")["optimizer_state"])
+        prog.stage, prog.checks_since_best, prog.stage_improved, prog.stage_start = prog.stage + 1, 0, False, prog.epoch
+        val_at = validate(run.net, val_problem, schedule.val_horizons_at(prog.stage), run.world, schedule.num_val)
+        prog.best_val = sum(val_at.values()) / len(val_at)
+        run.save("best.pt", val_loss=prog.best_val)  # the same φ, scored by the new stage's yardstick
+        log.message(f"l2o-train: curriculum stage {prog.stage} from epoch {epoch + 1}: T = "
+                    f"{schedule.horizon_at(epoch, None, prog.stage)}, restored the best φ of the previous stage "
+                    f"(validation at T = {schedule.val_horizons_at(prog.stage)[0]}: {prog.best_val:.4g})")
+    elif decision == STOP:
+        why = "its last stage stopped improving" if prog.stage_improved else f"stage {prog.stage} never improved"
+        log.message(f"l2o-train: curriculum done at epoch {epoch + 1}: {why}; best.pt is the best φ "
+                    f"(validation {prog.best_val:.4g})")
+    return decision
+
+
 def meta_train(
     net: OptimizerNet,
     family: Family,
@@ -139,7 +176,9 @@ def meta_train(
     of `unroll` steps and takes one meta-optimizer step on φ after each unroll
     (`schedule.objective` makes the meta-loss), carrying θ, the optimizer's and the
     optimizee's state, detached, into the next unroll. Every `val_every` epochs φ is scored
-    on fixed validation problems; the best φ is kept. `resume_from` (a loaded `last.pt`)
+    on fixed validation problems; the best φ is kept (with `truncation=adaptive`, per
+    curriculum stage, see `next_stage`). `schedule.scaling` rescales each training problem and
+    `schedule.imitation` makes some epochs follow a teacher's trajectory. `resume_from` (a loaded `last.pt`)
     continues a run exactly where it left off. Under torchrun (`world`) each process runs its
     share of the meta-batch (see l2o.meta.distributed). `hparams`, when given, go to
     TensorBoard's HParams view with the run's final metrics.
@@ -150,7 +189,9 @@ def meta_train(
     if schedule.num_val < world.size:
         raise L2OError(f"schedule.num_val={schedule.num_val} is smaller than the {world.size} processes; "
                        "every process needs a validation problem.")
-    val_problem = family.sample(split_seeds("val", schedule.num_val)[world.rank :: world.size], device)
+    val_seeds = split_seeds("val", schedule.num_val)[world.rank :: world.size]
+    sample_val = getattr(family, "validation_problems", None)  # a mix: one batch per member
+    val_problem = sample_val(val_seeds, device) if sample_val else family.sample(val_seeds, device)
     run = _Run(net, schedule, seed, run_dir, checkpoint_extra or {}, world)
     if resume_from is not None:
         run.restore(resume_from)
@@ -163,17 +204,24 @@ def meta_train(
         while run.prog.epoch < schedule.epochs:
             epoch, prog = run.prog.epoch, run.prog
             t_start = time.perf_counter()
-            # 1. sample this epoch's problems and horizon
+            # 1. sample this epoch's problems (randomly rescaled, if set), horizon, and whether to imitate
             seeds = torch.randint(0, SPLIT_OFFSETS["val"], (schedule.problems_per_epoch,), generator=run.seed_gen).tolist()
-            horizon = schedule.horizon_at(epoch, run.seed_gen)
+            horizon = schedule.horizon_at(epoch, run.seed_gen, prog.stage)
             problem = family.sample(world.share(seeds, "schedule.problems_per_epoch"), device)
+            if schedule.scaling is not None:
+                problem = schedule.scaling.wrap(problem, run.seed_gen)
+            imitating = schedule.imitation is not None and schedule.imitation.draw(run.seed_gen)
             step_loss = schedule.objective.step_loss(horizon, device)
-            # 2. truncated unrolls, one meta-step after each
+            # 2. truncated unrolls, one meta-step after each (imitation: along the teacher's trajectory)
             carry = start(net, problem)
+            teacher = schedule.imitation.teacher(carry.params) if imitating else None
             epoch_meta_loss, grad_norms, rolled_back = torch.zeros((), device=device), [], False
             while carry.step < horizon:
                 n = min(schedule.unroll, horizon - carry.step)
-                meta_loss, _, carry = unroll(net, problem, carry, n, step_loss, schedule.second_derivatives)
+                if teacher is not None:
+                    meta_loss, _, carry = imitate(net, problem, carry, n, teacher, schedule.imitation.loss)
+                else:
+                    meta_loss, _, carry = unroll(net, problem, carry, n, step_loss, schedule.second_derivatives)
                 try:
                     action, meta_loss, grad_norm = meta_step(run, meta_loss, schedule, guard)
                 except TrainingDiverged as exc:
@@ -198,14 +246,15 @@ def meta_train(
             run.lr_sched.step()
             seconds = time.perf_counter() - t_start
             # 3. log the epoch
-            final_sum = float(world.sum(carry.loss.sum().reshape(1)))
+            final_sum = float(world.sum(problem.reported_loss(carry.loss).sum().reshape(1)))
             log.scalars(epoch, {
-                "meta/loss": float(epoch_meta_loss),
+                ("meta/imitation_loss" if imitating else "meta/loss"): float(epoch_meta_loss),
                 **({"meta/grad_norm": float(torch.stack(grad_norms).mean())} if grad_norms else {}),
                 "meta/lr": run.meta_opt.param_groups[0]["lr"],
                 "meta/skipped_steps": prog.skipped,
                 "train/final_loss": mean_or_inf(final_sum, schedule.problems_per_epoch),
                 "meta/horizon": horizon,
+                **({"meta/stage": prog.stage} if schedule.num_stages > 1 else {}),
                 "perf/optimizee_steps_per_s": schedule.problems_per_epoch * horizon / seconds,
             })
             log.epoch_done(float(epoch_meta_loss), prog.best_val)
@@ -214,16 +263,21 @@ def meta_train(
             last_epoch = prog.epoch == schedule.epochs
             validated = prog.epoch % schedule.val_every == 0 or last_epoch
             if validated:
-                val_at = validate(net, val_problem, schedule.val_horizons, world, schedule.num_val)
+                val_at = validate(net, val_problem, schedule.val_horizons_at(prog.stage), world, schedule.num_val)
                 val = sum(val_at.values()) / len(val_at)
                 log.scalars(epoch, {"val/final_loss": val,
                                     **({f"val/loss_at_{h}": v for h, v in val_at.items()} if len(val_at) > 1 else {})})
                 if val < prog.best_val:
-                    prog.best_val, prog.best_epoch, prog.checks_since_best = val, epoch, 0
+                    prog.best_val, prog.best_epoch, prog.checks_since_best, prog.stage_improved = val, epoch, 0, True
                     run.save("best.pt", val_loss=val)
+                    if schedule.num_stages > 1:
+                        run.save(f"best_stage{prog.stage}.pt", val_loss=val)
                 else:
                     prog.checks_since_best += 1
                 stopped_early = schedule.patience is not None and prog.checks_since_best >= schedule.patience
+                if schedule.num_stages > 1 and not stopped_early:
+                    stopped_early = next_stage(run, schedule, val_problem, log, epoch) == STOP
+            prog.seconds += time.perf_counter() - t_start  # the epoch with its validation
             # every process stops at the same epoch when any of them got a signal
             signalled = world.any(trap.signum is not None, device)
             if validated or prog.epoch % checkpoint_every == 0 or last_epoch or stopped_early or signalled:
@@ -245,6 +299,7 @@ def meta_train(
         "stopped_early": stopped_early,
         "skipped_steps": prog.skipped,
         "rollbacks": prog.rollbacks,
+        "train_seconds": round(prog.seconds, 1),
         "checkpoint": str(run.ckpt_dir / ("best.pt" if prog.best_epoch >= 0 else "last.pt")),
         "tensorboard": str(run_dir / "tb"),
     }

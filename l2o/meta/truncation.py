@@ -1,9 +1,11 @@
 """Truncation schedules: how long the optimization run of each meta-training epoch is.
 
 Small objects in the shape of learned_optimization's truncation schedules: `horizon_at(epoch,
-gen)` gives the epoch's horizon T (any randomness drawn from `gen`, the trainer's checkpointed
-generator, so a resumed run draws the same lengths), `val_horizons` the horizons validation
-scores φ at. Chosen in config (`truncation=constant|curriculum|log_uniform`).
+gen, stage)` gives the epoch's horizon T (any randomness drawn from `gen`, the trainer's
+checkpointed generator, so a resumed run draws the same lengths), `val_horizons_at(stage)` the
+horizons validation scores φ at. Only `Adaptive` has more than one stage: the trainer moves it on
+(its stage is part of the checkpointed progress record). Chosen in config
+(`truncation=constant|curriculum|log_uniform|adaptive`).
 """
 from __future__ import annotations
 
@@ -21,7 +23,20 @@ def _positive_int(value: Any, key: str) -> int:
     return value
 
 
-class Constant:
+class _OneStage:
+    """Schedules without stages: the stage argument is ignored."""
+
+    num_stages = 1
+
+    def val_horizons_at(self, stage: int = 0) -> list[int]:
+        return self.val_horizons
+
+    @property
+    def max_horizon(self) -> int:
+        return max(self.val_horizons)
+
+
+class Constant(_OneStage):
     """The same horizon T every epoch (the paper)."""
 
     def __init__(self, horizon: int = 100):
@@ -32,7 +47,7 @@ class Constant:
             raise L2OError(f"schedule.unroll={unroll} is longer than schedule.horizon={self.horizon}; "
                            "the unroll length U must satisfy 1 <= U <= T.")
 
-    def horizon_at(self, epoch: int, gen: torch.Generator | None = None) -> int:
+    def horizon_at(self, epoch: int, gen: torch.Generator | None = None, stage: int = 0) -> int:
         return self.horizon
 
     @property
@@ -72,7 +87,7 @@ class Curriculum(Constant):
                 f"epochs increasing within 1..epochs-1={epochs - 1} and horizons >= unroll={unroll}, e.g. [[800, 200]]."
             )
 
-    def horizon_at(self, epoch: int, gen: torch.Generator | None = None) -> int:
+    def horizon_at(self, epoch: int, gen: torch.Generator | None = None, stage: int = 0) -> int:
         horizon = self.horizon
         for start, stage_horizon in self.stages:
             if epoch >= start:
@@ -87,7 +102,7 @@ class Curriculum(Constant):
         return {"_target_": f"{__name__}.Curriculum", "horizon": self.horizon, "stages": self.stages}
 
 
-class LogUniform:
+class LogUniform(_OneStage):
     """A random horizon each epoch, T = round(exp(U(log low, log high))): short runs are
     cheap and many, long ones teach the far end. Validation at `high`."""
 
@@ -101,7 +116,7 @@ class LogUniform:
         if unroll > self.high:
             raise L2OError(f"schedule.unroll={unroll} is longer than schedule.truncation.high={self.high}.")
 
-    def horizon_at(self, epoch: int, gen: torch.Generator | None = None) -> int:
+    def horizon_at(self, epoch: int, gen: torch.Generator | None = None, stage: int = 0) -> int:
         u = float(torch.rand((), generator=gen))
         return int(round(math.exp(math.log(self.low) + u * (math.log(self.high) - math.log(self.low)))))
 
@@ -111,3 +126,69 @@ class LogUniform:
 
     def config(self) -> dict[str, Any]:
         return {"_target_": f"{__name__}.LogUniform", "low": self.low, "high": self.high}
+
+
+# what the adaptive curriculum tells the trainer after a validation check
+STAY, ADVANCE, STOP = "stay", "advance", "stop"
+
+
+class Adaptive:
+    """An adaptive horizon curriculum (Chen et al. 2020): stage k trains with T = horizons[k] and
+    validates at the next stage's horizon (the last stage at its own), so φ is chosen for the
+    length it must reach next. When `patience` checks in a row bring no improvement, or the stage
+    has run its `stage_epochs` (a budget per stage: null, one number, or one per stage), the
+    trainer restores the stage's best φ and moves on; a stage whose checks never beat the φ it started
+    from ends the run (longer horizons stopped helping), as does the end of the last stage.
+    Each stage's best φ is kept as `best_stage<k>.pt`; `best.pt` is the latest stage's best."""
+
+    def __init__(self, horizons: Sequence[int] = (100, 200, 500, 1000), patience: int = 3,
+                 stage_epochs: int | Sequence[int] | None = None):
+        ok = isinstance(horizons, Sequence) and not isinstance(horizons, str) and len(horizons) > 0
+        self.raw = horizons
+        self.horizons = [h for h in horizons] if ok else None
+        self.patience = _positive_int(patience, "schedule.truncation.patience")
+        n = len(self.horizons) if ok else 1
+        caps = stage_epochs if isinstance(stage_epochs, Sequence) and not isinstance(stage_epochs, str) else [stage_epochs] * n
+        if len(caps) != n or any(c is not None and (isinstance(c, bool) or not isinstance(c, int) or c < 1) for c in caps):
+            raise L2OError(f"schedule.truncation.stage_epochs={stage_epochs!r} must be null, a positive integer, "
+                           f"or one positive integer per stage ({n}).")
+        self.stage_epochs = list(caps)
+
+    @property
+    def num_stages(self) -> int:
+        return len(self.horizons)
+
+    def check(self, epochs: int, unroll: int) -> None:
+        hs = self.horizons
+        ok = hs is not None and all(isinstance(h, int) and not isinstance(h, bool) for h in hs)
+        if not (ok and hs[0] >= unroll and all(a < b for a, b in zip(hs, hs[1:]))):
+            raise L2OError(f"schedule.truncation.horizons={self.raw!r} must be a list of increasing integer "
+                           f"horizons, the first >= unroll={unroll}, e.g. [100, 200, 500, 1000].")
+
+    def horizon_at(self, epoch: int, gen: torch.Generator | None = None, stage: int = 0) -> int:
+        return self.horizons[stage]
+
+    def val_horizons_at(self, stage: int = 0) -> list[int]:
+        return [self.horizons[min(stage + 1, self.num_stages - 1)]]
+
+    @property
+    def val_horizons(self) -> list[int]:
+        return self.val_horizons_at(0)
+
+    @property
+    def max_horizon(self) -> int:
+        return self.horizons[-1]
+
+    def decide(self, stage: int, checks_since_best: int, stage_improved: bool, epochs_in_stage: int = 0) -> str:
+        """After a validation check: STAY in the stage, ADVANCE to the next, or STOP the run. A stage
+        also ends when it has run its `stage_epochs` (a time budget per horizon)."""
+        cap = self.stage_epochs[stage]
+        if checks_since_best < self.patience and (cap is None or epochs_in_stage < cap):
+            return STAY
+        if stage + 1 >= self.num_stages or not stage_improved:
+            return STOP
+        return ADVANCE
+
+    def config(self) -> dict[str, Any]:
+        return {"_target_": f"{__name__}.Adaptive", "horizons": self.horizons, "patience": self.patience,
+                "stage_epochs": self.stage_epochs}

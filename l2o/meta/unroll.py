@@ -77,14 +77,13 @@ def unroll(
         loss, problem_state = problem.evaluate(params, step + 1, problem_state)
         (grad,) = torch.autograd.grad(loss.sum(), params, retain_graph=meta, create_graph=meta and second_derivatives)
         if meta:
-            meta_loss = meta_loss + step_loss(loss, step + 1)
+            meta_loss = meta_loss + step_loss(problem.reported_loss(loss), step + 1)
         if not (meta and second_derivatives):
             grad = grad.detach()
-        loss_value = loss.detach()
-        losses.append(loss_value)
-        loss = loss_value  # the loss the next update sees is an input, like ∇
+        loss = loss.detach()  # the loss the next update sees is an input, like ∇
+        losses.append(problem.reported_loss(loss))
     stacked = torch.stack(losses)
-    new_carry = Carry(params.detach(), grad.detach(), stacked[-1], detach_state(state), carry.step + num_steps,
+    new_carry = Carry(params.detach(), grad.detach(), loss, detach_state(state), carry.step + num_steps,
                       detach_state(problem_state))
     return meta_loss, stacked, new_carry
 
@@ -94,4 +93,4 @@ def rollout(net: OptimizerNet, problem: Problem, num_steps: int) -> tuple[Tensor
     running statistics) of the learned optimizer, without meta-graph."""
     carry = start(net, problem)
     _, losses, end = unroll(net, problem, carry, num_steps)
-    return torch.cat([carry.loss.unsqueeze(0), losses]), end.params, end.problem_state
+    return torch.cat([problem.reported_loss(carry.loss).unsqueeze(0), losses]), end.params, end.problem_state

@@ -97,6 +97,11 @@ class Problem(ABC):
         """Per-instance losses (B,) and the next optimizee state."""
         return self.loss(params, step), state
 
+    def reported_loss(self, loss: Tensor) -> Tensor:
+        """The loss as the meta-objective, validation and logs count it. The optimizer sees what
+        `evaluate` returns; a wrapper that rescales the loss for the optimizer undoes it here."""
+        return loss
+
 
 class Family(ABC):
     """A distribution over problems; `sample(seeds)` is deterministic in the seeds."""

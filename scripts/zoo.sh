@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Beyond the paper: the zoo table. Each architecture (LSTM, LSTM+GAC, RNNprop) meta-trained with
+# the paper's recipe (experiment=quadratic / mnist) and with the stable one (quadratic_stable /
+# mnist_stable: adaptive curriculum + imitation of Adam + random scaling), each evaluated at 100,
+# 1,000 and 10,000 steps against the four tuned baselines; writes outputs/zoo/ZOO.md
+# (python scripts/zoo.py outputs/zoo). Baselines are tuned over the evaluation's own horizon up to
+# 1,000 steps, and over the first 1,000 steps (10 problems) for 10,000.
+# Hours on 2 CPU cores (an MNIST training is 30-60 min, a 10,000-step MNIST evaluation ~25 min).
+# Rerunning continues: finished runs are skipped, stopped ones resumed.
+#   scripts/zoo.sh                                    # everything
+#   ARCHS=lstm RECIPES=stable SETTINGS=mnist STEPS="100 1000" scripts/zoo.sh   # a part
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/env.sh
+root=${ZOO_ROOT:-outputs/zoo}
+mkdir -p "$root"
+for setting in ${SETTINGS:-quadratic mnist}; do
+  for arch in ${ARCHS:-lstm lstm_gac rnnprop}; do
+    for recipe in ${RECIPES:-paper stable}; do
+      name=${setting}_${arch}_${recipe}
+      run=$root/$name
+      preset=$setting$([ "$recipe" = stable ] && echo _stable || true)
+      if [ ! -f "$run/train/result.json" ]; then
+        resume=$([ -f "$run/train/checkpoints/last.pt" ] && echo true || echo false)
+        /usr/bin/time -f "train $name: %e s" -a -o "$root/times.txt" \
+          .venv/bin/l2o-train experiment=$preset optimizer=$arch hydra.run.dir="$run/train" resume=$resume
+      fi
+      for steps in ${STEPS:-100 1000 10000}; do
+        out=$run/steps$steps
+        [ -f "$out/summary.json" ] && continue
+        resume=$([ -d "$out/partial" ] && echo true || echo false)
+        tune_steps=$(( steps < 1000 ? steps : 1000 ))
+        tune_n=$(( steps < 10000 ? 20 : 10 ))
+        .venv/bin/l2o-eval experiment=$setting checkpoint="$run/train" steps=$steps num_test=20 \
+          chunk_problems=5 workers=2 tuning.steps=$tune_steps tuning.num_problems=$tune_n \
+          hydra.run.dir="$out" resume=$resume
+      done
+    done
+  done
+done
+.venv/bin/python scripts/zoo.py "$root"

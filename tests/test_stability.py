@@ -1,0 +1,271 @@
+"""Meta-training techniques for long horizons: the adaptive curriculum, imitation of a teacher,
+random scaling and the optimizee mix."""
+import functools
+
+import pytest
+import torch
+
+from l2o.checkpoint import load_checkpoint
+from l2o.errors import L2OError
+from l2o.meta.distributed import World
+from l2o.meta.imitation import Imitation, imitate, step_matching_loss
+from l2o.meta.logging import MetaLogger
+from l2o.meta.schedule import Schedule
+from l2o.meta.trainer import Progress, _Run, meta_train, next_stage, validate
+from l2o.meta.truncation import ADVANCE, STAY, STOP, Adaptive
+from l2o.meta.unroll import start, unroll
+from l2o.optimizees import Quadratic, split_seeds
+from l2o.optimizees.mix import Mix
+from l2o.optimizees.scaling import RandomScaling, ScaledProblem
+from l2o.optimizers import CoordinatewiseLSTM
+
+CPU = torch.device("cpu")
+
+
+# --- adaptive curriculum --------------------------------------------------------------------
+
+def test_adaptive_curriculum_validates_at_the_next_horizon_and_decides():
+    t = Adaptive([10, 20, 50], patience=2)
+    s = Schedule(epochs=100, horizon=10, unroll=5, truncation=t)
+    assert [s.horizon_at(0, None, k) for k in range(3)] == [10, 20, 50]
+    assert [s.val_horizons_at(k) for k in range(3)] == [[20], [50], [50]]
+    assert s.max_horizon == 50 and s.num_stages == 3
+    assert t.decide(0, 1, True) == STAY
+    assert t.decide(0, 2, True) == ADVANCE
+    assert t.decide(1, 2, False) == STOP  # the stage never beat the φ it started from
+    assert t.decide(2, 2, True) == STOP  # the last stage is done
+
+
+@pytest.mark.parametrize("horizons", [[10, 10], [20, 10], [2, 10], [], "100", [10.5]])
+def test_malformed_adaptive_curriculum_is_refused(horizons):
+    with pytest.raises(L2OError, match="schedule.truncation.horizons"):
+        Schedule(epochs=10, horizon=10, unroll=5, truncation=Adaptive(horizons))
+
+
+def test_advancing_restores_the_stage_best_and_rescores_it(tmp_path):
+    torch.manual_seed(0)
+    schedule = Schedule(epochs=10, horizon=4, unroll=4, num_val=3, truncation=Adaptive([4, 8, 16], patience=1))
+    net = CoordinatewiseLSTM(hidden_size=4)
+    run = _Run(net, schedule, 0, tmp_path, {}, World())
+    best = {k: v.clone() for k, v in net.state_dict().items()}
+    run.save("best.pt", val_loss=1.0)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(1.0)  # φ moved on after its best check
+    run.prog = Progress(epoch=5, best_val=1.0, checks_since_best=1, stage=0, stage_improved=True)
+    val_problem = Quadratic().sample(split_seeds("val", 3))
+    log = MetaLogger(tmp_path, 10, 5, main=True, progress=False)
+    assert next_stage(run, schedule, val_problem, log, 4) == ADVANCE
+    log.close()
+    assert all(torch.equal(net.state_dict()[k], v) for k, v in best.items())
+    assert (run.prog.stage, run.prog.checks_since_best, run.prog.stage_improved) == (1, 0, False)
+    assert run.prog.best_val == pytest.approx(validate(net, val_problem, [16])[16])  # the new stage's bar
+
+
+def test_curriculum_advances_when_validation_stalls_and_stops_when_a_stage_never_improves(tmp_path, capsys):
+    torch.manual_seed(0)
+    schedule = Schedule(epochs=24, horizon=4, unroll=4, meta_lr=0.1, val_every=1, num_val=4,
+                        truncation=Adaptive([4, 8, 16, 32], patience=1))
+    result = meta_train(CoordinatewiseLSTM(hidden_size=4), Quadratic(), schedule, device=CPU, run_dir=tmp_path,
+                        progress=False)
+    out = capsys.readouterr().out
+    assert "curriculum stage 1 from epoch" in out and "never improved" in out, out
+    assert result["stopped_early"] and result["epochs_run"] < 24
+    ckpts = tmp_path / "checkpoints"
+    assert (ckpts / "best_stage0.pt").exists()
+    # best.pt is the φ the last stage started from, scored at that stage's validation horizon
+    best = load_checkpoint(ckpts / "best.pt")
+    assert best["val_loss"] == pytest.approx(result["best_val"])
+    assert all(torch.equal(best["optimizer_state"][k], v)
+               for k, v in load_checkpoint(ckpts / "best_stage0.pt")["optimizer_state"].items())
+
+
+def _adaptive_schedule(epochs):
+    # stage 0 ends at its 6-epoch budget; the later stages run on (patience far away)
+    return Schedule(epochs=epochs, horizon=4, unroll=4, meta_lr=0.03, val_every=1, num_val=4,
+                    truncation=Adaptive([4, 8, 16, 32], patience=50, stage_epochs=[6, None, None, None]))
+
+
+def test_curriculum_resumes_mid_stage_bit_for_bit(tmp_path):
+    torch.manual_seed(0)
+    full = CoordinatewiseLSTM(hidden_size=4)
+    init = {k: v.clone() for k, v in full.state_dict().items()}
+    result = meta_train(full, Quadratic(), _adaptive_schedule(24), device=CPU, run_dir=tmp_path / "full", progress=False)
+    ckpts = tmp_path / "full" / "checkpoints"
+    final = torch.load(ckpts / "last.pt", weights_only=True)["training"]["progress"]
+    assert final["stage"] == 1 and final["stage_start"] == 6 and (ckpts / "best_stage0.pt").exists()
+    assert load_checkpoint(ckpts / "best.pt")["val_loss"] == pytest.approx(result["best_val"])
+
+    # the same run stopped after 12 epochs (mid-stage) and resumed gives the same φ bit for bit
+    part = CoordinatewiseLSTM(hidden_size=4)
+    part.load_state_dict(init)
+    meta_train(part, Quadratic(), _adaptive_schedule(12), device=CPU, run_dir=tmp_path / "part", progress=False)
+    last = load_checkpoint(tmp_path / "part" / "checkpoints" / "last.pt")
+    assert result["epochs_run"] > 12, "the full run ended before epoch 12: nothing to resume"
+    assert last["training"]["progress"]["stage"] >= 1, "epoch 12 is not past an advance: not mid-curriculum"
+    meta_train(part, Quadratic(), _adaptive_schedule(24), device=CPU, run_dir=tmp_path / "part", progress=False,
+               resume_from=last)
+    resumed = torch.load(tmp_path / "part" / "checkpoints" / "last.pt", weights_only=True)
+    same = lambda progress: {k: v for k, v in progress.items() if k != "seconds"}  # noqa: E731 (wall time differs)
+    assert same(resumed["training"]["progress"]) == same(final)
+    assert all(torch.equal(resumed["optimizer_state"][k], v) for k, v in full.state_dict().items())
+
+
+# --- imitation ------------------------------------------------------------------------------
+
+def _sgd_net(lr):
+    """The linear coordinatewise net set to be exactly SGD with `lr`: update = -lr · ∇."""
+    net = CoordinatewiseLSTM(hidden_size=1, num_layers=0, preprocess_p=None)
+    with torch.no_grad():
+        net.out_weight.fill_(-lr)
+        net.out_bias.zero_()
+    return net
+
+
+def test_imitation_loss_is_zero_when_the_learned_step_is_the_teachers():
+    problem = Quadratic().sample([1, 2])
+    net = _sgd_net(0.05)
+    carry = start(net, problem)
+    imitation = Imitation(functools.partial(torch.optim.SGD, lr=0.05))
+    meta_loss, losses, end = imitate(net, problem, carry, 5, imitation.teacher(carry.params), imitation.loss)
+    assert float(meta_loss.detach()) == pytest.approx(0.0, abs=1e-12)
+    # and θ followed the teacher: the same trajectory as the learned SGD-net on its own
+    _, own_losses, own_end = unroll(net, problem, start(net, problem), 5)
+    assert torch.allclose(end.params, own_end.params, atol=1e-6) and torch.allclose(losses, own_losses, atol=1e-6)
+    assert step_matching_loss(torch.ones(3), torch.zeros(3)) == pytest.approx(0.5)
+    assert step_matching_loss(torch.ones(3), 2 * torch.ones(3), normalize=True) == pytest.approx(0.5 / 4)
+
+
+def test_imitation_gradient_reaches_phi_and_theta_follows_adam():
+    torch.manual_seed(0)
+    problem = Quadratic().sample([3, 4])
+    net = CoordinatewiseLSTM(hidden_size=4)
+    carry = start(net, problem)
+    imitation = Imitation(functools.partial(torch.optim.Adam, lr=0.03), probability=1.0)
+    meta_loss, _, end = imitate(net, problem, carry, 6, imitation.teacher(carry.params), imitation.loss)
+    meta_loss.backward()
+    assert float(meta_loss.detach()) > 0
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in net.parameters())
+    assert sum(float(p.grad.abs().sum()) for p in net.parameters()) > 0
+    theta = problem.init_params().requires_grad_(True)
+    adam = torch.optim.Adam([theta], lr=0.03)
+    for t in range(6):
+        adam.zero_grad()
+        problem.loss(theta, t).sum().backward()
+        adam.step()
+    assert torch.allclose(end.params, theta.detach(), atol=1e-6)
+
+
+def test_imitation_probability_is_drawn_from_the_generator():
+    im = Imitation(probability=0.3)
+    draws = [im.draw(torch.Generator().manual_seed(s)) for s in range(2000)]
+    assert 0.26 < sum(draws) / len(draws) < 0.34
+    assert draws[:20] == [im.draw(torch.Generator().manual_seed(s)) for s in range(20)]
+    for bad in ({"probability": 1.5}, {"weight": 0}):
+        with pytest.raises(L2OError, match="schedule.imitation"):
+            Imitation(**bad)
+
+
+# --- random scaling -------------------------------------------------------------------------
+
+def test_scaling_is_applied_and_undone_consistently():
+    problem = Quadratic().sample([5, 6])
+    scaled = RandomScaling(3.0, 3.0).wrap(problem, torch.Generator().manual_seed(0))
+    c, s = scaled.param_scale, scaled.loss_scale
+    assert c.shape == (2, problem.spec.numel) and s.shape == (2,)
+    assert float(c.log().abs().max()) <= 3.0 and float(c.log().abs().max()) > 1.0 and not torch.allclose(c, c[0, 0])
+    theta = scaled.init_params().requires_grad_(True)
+    assert torch.allclose(scaled.original_params(theta), problem.init_params())  # same starting model
+    loss, _ = scaled.evaluate(theta, 0, None)
+    (g,) = torch.autograd.grad(loss.sum(), theta)
+    raw = problem.init_params().requires_grad_(True)
+    raw_loss = problem.loss(raw, 0)
+    (raw_g,) = torch.autograd.grad(raw_loss.sum(), raw)
+    assert torch.allclose(loss, s * raw_loss.detach())
+    assert torch.allclose(scaled.reported_loss(loss.detach()), raw_loss.detach())  # undone for the meta-objective
+    assert torch.allclose(g, s[:, None] * c * raw_g, rtol=1e-5)  # chain rule: s · c · ∇f
+    again = RandomScaling(3.0, 3.0).wrap(problem, torch.Generator().manual_seed(0))
+    assert torch.equal(again.param_scale, c) and torch.equal(again.loss_scale, s)
+    off = RandomScaling(0.0, 0.0).wrap(problem, torch.Generator().manual_seed(0))
+    assert torch.equal(off.param_scale, torch.ones_like(c)) and torch.equal(off.loss_scale, torch.ones_like(s))
+    with pytest.raises(L2OError, match="schedule.scaling.param_range"):
+        RandomScaling(-1.0)
+
+
+def test_scaled_unroll_reports_the_original_losses():
+    problem = Quadratic().sample([7])
+    scaled = ScaledProblem(problem, torch.ones(1, problem.spec.numel), torch.tensor([100.0]))
+    # SGD(0.01) on 100·f takes the steps of SGD(1.0) on f; the recorded losses are f's
+    _, seen, _ = unroll(_sgd_net(0.01), scaled, start(_sgd_net(0.01), scaled), 3)
+    _, plain, _ = unroll(_sgd_net(1.0), problem, start(_sgd_net(1.0), problem), 3)
+    _, small, _ = unroll(_sgd_net(0.01), problem, start(_sgd_net(0.01), problem), 3)
+    assert torch.allclose(seen, plain, rtol=1e-5) and not torch.allclose(seen, small)
+
+
+# --- optimizee mix --------------------------------------------------------------------------
+
+def test_mix_samples_by_its_weights_reproducibly():
+    mix = Mix({"quad": Quadratic(), "quad20": Quadratic(dim=20)}, {"quad": 3.0, "quad20": 1.0})
+    members = [mix.member_index(s) for s in range(4000)]
+    assert 0.72 < members.count(0) / len(members) < 0.78
+    assert members[:50] == [Mix({"quad": Quadratic(), "quad20": Quadratic(dim=20)}, {"quad": 3, "quad20": 1}).member_index(s)
+                            for s in range(50)]
+    first = [s for s, m in enumerate(members) if m == 1][0]
+    assert mix.sample([first, 10_001]).spec.numel == 20
+    assert torch.equal(mix.sample([first]).init_params(), Quadratic(dim=20).sample([first]).init_params())
+    assert [p.spec.numel for p in mix.validation_problems([1, 2])] == [10, 20]
+    with pytest.raises(L2OError, match="not members"):
+        Mix({"quad": Quadratic()}, {"relu": 1.0})
+    with pytest.raises(L2OError, match="positive sum"):
+        Mix({"quad": Quadratic()}, {"quad": 0.0})
+
+
+def test_training_on_a_mix_with_every_technique_runs_and_validates_on_all_members(tmp_path):
+    torch.manual_seed(0)
+    net = CoordinatewiseLSTM(hidden_size=4)
+    schedule = Schedule(epochs=6, horizon=4, unroll=4, val_every=3, num_val=2,
+                        truncation=Adaptive([4, 8], patience=1),
+                        imitation=Imitation(functools.partial(torch.optim.Adam, lr=0.03), probability=0.5),
+                        scaling=RandomScaling(1.0, 1.0))
+    mix = Mix({"quad": Quadratic(), "quad20": Quadratic(dim=20)})
+    result = meta_train(net, mix, schedule, device=CPU, run_dir=tmp_path, progress=False)
+    assert result["epochs_run"] >= 3 and result["best_val"] < float("inf")
+    vp = mix.validation_problems(split_seeds("val", 2))
+    expected = sum(validate(net, p, [8])[8] for p in vp) / 2
+    assert validate(net, vp, [8])[8] == pytest.approx(expected)
+
+
+def test_stage_epochs_cap_ends_a_stage():
+    t = Adaptive([10, 20], patience=5, stage_epochs=[30, None])
+    assert t.decide(0, 0, True, 29) == STAY and t.decide(0, 0, True, 30) == ADVANCE
+    assert t.decide(1, 0, True, 10_000) == STAY
+    with pytest.raises(L2OError, match="stage_epochs"):
+        Adaptive([10, 20], stage_epochs=[30])
+
+
+# --- the zoo table ---------------------------------------------------------------------------
+
+def _summary(learned, adam, diverged=0.0):
+    row = lambda loss, lr, div=0.0: {"final_loss": loss, "lr": lr, "diverged": div}  # noqa: E731
+    return {"optimizers": {"lstm": row(learned, None, diverged), "adam": row(adam, 0.03)}}
+
+
+def test_zoo_table_reads_runs_and_marks_wins(tmp_path):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    for name, secs, cells in (("mnist_lstm_paper", 1620.0, {100: (0.22, 0.31), 10000: (0.35, 0.0012, 0.1)}),
+                              ("mnist_rnnprop_stable", None, {100: (0.4, 0.31)})):
+        (tmp_path / name / "train").mkdir(parents=True)
+        if secs:
+            (tmp_path / name / "train" / "result.json").write_text(json.dumps({"train_seconds": secs}))
+        for steps, values in cells.items():
+            (tmp_path / name / f"steps{steps}").mkdir()
+            (tmp_path / name / f"steps{steps}" / "summary.json").write_text(json.dumps(_summary(*values)))
+    script = Path(__file__).resolve().parents[1] / "scripts" / "zoo.py"
+    out = subprocess.run([sys.executable, str(script), str(tmp_path)], check=True, capture_output=True, text=True).stdout
+    assert "| lstm | paper | **0.22 / 0.31** | 0.35 / 0.0012 (div 10%) | mnist 27 min |" in out
+    assert "| rnnprop | stable | 0.4 / 0.31 | – | mnist – |" in out
+    assert (tmp_path / "ZOO.md").read_text().count("\n|") == 4  # header, rule, two rows
