@@ -104,3 +104,26 @@ def test_wrong_format_version(run_dir, tmp_path):
     torch.save(ckpt, tmp_path / "future.pt")
     err = _fails("l2o-eval", f"checkpoint={tmp_path / 'future.pt'}", *TINY_EVAL, cwd=tmp_path)
     assert "format version 99" in err
+
+
+@pytest.mark.parametrize(
+    "overrides, words",
+    [
+        (("truncation=adaptive", "schedule.truncation.horizons=[20,10]"), ["schedule.truncation.horizons=[20, 10]", "increasing"]),
+        (("truncation=adaptive", "schedule.truncation.stage_epochs=[5]"), ["schedule.truncation.stage_epochs=[5]", "one positive integer per stage"]),
+        (("imitation=adam", "schedule.imitation.probability=2"), ["schedule.imitation.probability=2", "[0, 1]"]),
+        (("scaling=random", "schedule.scaling.param_range=-1"), ["schedule.scaling.param_range=-1", ">= 0"]),
+        (("optimizee=mnist_mix", "+optimizee.weights.mlp_tanh=1"), ["optimizee.weights", "mlp_tanh", "not members"]),
+    ],
+)
+def test_stability_options_reject_bad_values_before_any_work(tmp_path, overrides, words):
+    run = tmp_path / "run"
+    err = _fails("l2o-train", *TINY_TRAIN, *overrides, f"hydra.run.dir={run}", cwd=tmp_path)
+    for w in words:
+        assert w in err.replace("\n", " "), (w, err)
+    assert not (run / "checkpoints").exists()
+
+
+def test_eval_refuses_a_training_mix_as_the_test_setting(tmp_path, run_dir):
+    err = _fails("l2o-eval", f"checkpoint={run_dir}", "optimizee=mnist_mix", *TINY_EVAL, cwd=tmp_path)
+    assert "training mix" in err and "optimizee=mnist_mlp" in err

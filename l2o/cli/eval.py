@@ -72,6 +72,9 @@ def run(cfg: DictConfig) -> float:
     else:
         optimizee_cfg, optimizee_name = ckpt["optimizee"]["config"], ckpt["optimizee"]["name"]
     family = build(optimizee_cfg, "optimizee")
+    if hasattr(family, "validation_problems"):  # a training mix: one member per batch, not a test setting
+        raise L2OError(f"the optimizee {optimizee_name!r} is a training mix; evaluate on one of its members: "
+                       "optimizee=mnist_mlp (optimizee.activation=relu, ...), optimizee=quadratic, or an experiment preset.")
     described = getattr(family, "description", None)  # e.g. which feature network neural art uses
     trained_on = ckpt["optimizee"].get("description")
     if described and trained_on and described != trained_on:
