@@ -86,6 +86,15 @@ def test_architecture_mismatch_names_the_fields(run_dir, tmp_path):
     assert "hidden_size: config 7 vs checkpoint 20" in err.replace("\n", " ")
 
 
+def test_init_from_another_architecture_names_the_fields(run_dir, tmp_path):
+    err = _fails("l2o-train", *TINY_TRAIN, f"init={run_dir}", "optimizer.hidden_size=7",
+                 f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert "hidden_size: config 7 vs checkpoint 20" in err.replace("\n", " ")
+    assert not (tmp_path / "run" / "checkpoints").exists()
+    err = _fails("l2o-train", *TINY_TRAIN, f"init={tmp_path / 'nope'}", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert "nope" in err and "does not exist" in err
+
+
 def test_unknown_baseline_and_metric(run_dir, tmp_path):
     err = _fails("l2o-eval", f"checkpoint={run_dir}", "compare=[adam,lbfgs]", *TINY_EVAL, cwd=tmp_path)
     assert "lbfgs" in err and "'sgd', 'rmsprop', 'adam', 'nag'" in err

@@ -206,3 +206,21 @@ def test_stable_recipe_trains_through_the_cli_and_its_presets_compose(tmp_path):
         cli = "l2o-eval" if "steps" in preset else "l2o-train"
         cfg = run_cli(cli, f"experiment={preset}", "--cfg", "job", cwd=tmp_path).stdout
         assert "l2o.meta.truncation.Adaptive" in cfg or "steps:" in cfg, preset
+
+
+def test_init_starts_a_new_run_from_a_trained_phi(trained, tmp_path):
+    import torch
+    _, run = trained
+    src = torch.load(run / "checkpoints" / "best.pt", weights_only=True)["optimizer_state"]
+    out = tmp_path / "finetune"
+    proc = run_cli("l2o-train", *TINY_TRAIN, f"init={run}", "schedule.meta_lr=1e-12", f"hydra.run.dir={out}",
+                   cwd=tmp_path)
+    assert "initialised from" in proc.stderr and str(run / "checkpoints" / "best.pt") in proc.stderr
+    ckpt = torch.load(out / "checkpoints" / "last.pt", weights_only=True)
+    assert ckpt["config"]["init"] == str(run)
+    fresh = tmp_path / "fresh"
+    run_cli("l2o-train", *TINY_TRAIN, "schedule.meta_lr=1e-12", f"hydra.run.dir={fresh}", cwd=tmp_path)
+    scratch = torch.load(fresh / "checkpoints" / "last.pt", weights_only=True)["optimizer_state"]
+    for k, v in ckpt["optimizer_state"].items():
+        assert torch.allclose(v, src[k], atol=1e-9), k   # the trained φ, barely moved by meta-lr 1e-12
+    assert any(not torch.allclose(scratch[k], src[k], atol=1e-6) for k in src)   # not the seed's fresh φ

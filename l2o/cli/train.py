@@ -9,7 +9,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from l2o.checkpoint import CHECKPOINT_DIR, architecture_diffs, load_with_fallback
+from l2o.checkpoint import CHECKPOINT_DIR, architecture_diffs, check_architecture, load_checkpoint, load_with_fallback
 from l2o.cli.common import CONF_DIR, build, choice, hparams, positive_int, run_dir, set_threads, user_errors
 from l2o.errors import L2OError
 from l2o.meta.distributed import close_world, init_world
@@ -59,6 +59,26 @@ def _resume_state(cfg: DictConfig, out: Path, net: OptimizerNet, schedule: Any, 
     return ckpt
 
 
+def _init_from(cfg: DictConfig, net: OptimizerNet) -> None:
+    """`init=CKPT`: start from a trained φ (a fresh meta-optimizer, schedule and epoch count), e.g. to
+    continue a T = 100 optimizer on longer horizons or another meta-objective. A resumed run's own
+    last.pt replaces it."""
+    if cfg.init is None:
+        return
+    if not isinstance(cfg.init, str):
+        raise L2OError(f"init={cfg.init!r} must be the path of a checkpoint or of an l2o-train run directory.")
+    try:
+        ckpt = load_checkpoint(cfg.init)
+    except L2OError as exc:
+        raise L2OError(f"init: {exc}") from exc
+    check_architecture(ckpt, net.full_config())
+    try:
+        net.load_state_dict(ckpt["optimizer_state"])
+    except RuntimeError as exc:
+        raise L2OError(f"init={cfg.init!r}: its weights do not fit the configured optimizer: {exc}") from exc
+    print(f"l2o-train: φ initialised from {ckpt['path']}", file=sys.stderr)
+
+
 @user_errors("l2o-train")
 def train(cfg: DictConfig) -> float:
     # Everything is built and checked before any work starts.
@@ -78,6 +98,7 @@ def train(cfg: DictConfig) -> float:
             f"optimizer={choice('optimizer')!r} is a baseline, not a learned optimizer; l2o-train meta-trains "
             "learned optimizers (optimizer=lstm, lstm_gac, rnnprop, ...; baselines are compared by l2o-eval)."
         )
+    _init_from(cfg, net)
     if cfg.compile:
         net.compile_layers()
     schedule = build(cfg.schedule, "schedule")
