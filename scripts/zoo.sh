@@ -20,10 +20,17 @@ for setting in ${SETTINGS:-quadratic mnist}; do
       name=${setting}_${arch}_${recipe}
       run=$root/$name
       preset=$setting$([ "$recipe" = stable ] && echo _stable || true)
+      # the architecture, as the README's "Architectures" trains it: on quadratics the LSTMs take the
+      # raw gradient with output × 1 (the quadratic preset's lstm_raw); the same args go to l2o-eval
+      case $setting/$arch in
+        quadratic/lstm) arch_args=() ;;
+        quadratic/lstm_gac) arch_args=(optimizer=lstm_gac optimizer.preprocess_p=null optimizer.output_scale=1.0) ;;
+        *) arch_args=(optimizer=$arch) ;;
+      esac
       if [ ! -f "$run/train/result.json" ]; then
         resume=$([ -f "$run/train/checkpoints/last.pt" ] && echo true || echo false)
         /usr/bin/time -f "train $name: %e s" -a -o "$root/times.txt" \
-          .venv/bin/l2o-train experiment=$preset optimizer=$arch hydra.run.dir="$run/train" resume=$resume
+          .venv/bin/l2o-train experiment=$preset "${arch_args[@]}" hydra.run.dir="$run/train" resume=$resume
       fi
       for steps in ${STEPS:-100 1000 10000}; do
         out=$run/steps$steps
@@ -31,7 +38,7 @@ for setting in ${SETTINGS:-quadratic mnist}; do
         resume=$([ -d "$out/partial" ] && echo true || echo false)
         tune_steps=$(( steps < 1000 ? steps : 1000 ))
         tune_n=$(( steps < 10000 ? 20 : 10 ))
-        .venv/bin/l2o-eval experiment=$setting checkpoint="$run/train" steps=$steps num_test=20 \
+        .venv/bin/l2o-eval experiment=$setting "${arch_args[@]}" checkpoint="$run/train" steps=$steps num_test=20 \
           chunk_problems=5 workers=2 tuning.steps=$tune_steps tuning.num_problems=$tune_n \
           hydra.run.dir="$out" resume=$resume
       done
