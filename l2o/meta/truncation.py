@@ -37,10 +37,18 @@ class _OneStage:
 
 
 class Constant(_OneStage):
-    """The same horizon T every epoch (the paper)."""
+    """The same horizon T every epoch (the paper). `validate_at` lists the horizons validation scores
+    (the mean final loss over them; default [T]), e.g. [100, 200] to pick φ for a 200-step evaluation."""
 
-    def __init__(self, horizon: int = 100):
+    def __init__(self, horizon: int = 100, validate_at: Sequence[int] | None = None):
         self.horizon = _positive_int(horizon, "schedule.truncation.horizon")
+        ok = validate_at is None or (isinstance(validate_at, Sequence) and not isinstance(validate_at, str)
+                                     and len(validate_at) > 0
+                                     and all(isinstance(h, int) and not isinstance(h, bool) and h > 0 for h in validate_at))
+        if not ok:
+            raise L2OError(f"schedule.truncation.validate_at={validate_at!r} must be null or a non-empty list of "
+                           "positive integer horizons, e.g. [100, 200].")
+        self.validate_at = sorted(set(validate_at)) if validate_at is not None else None
 
     def check(self, epochs: int, unroll: int) -> None:
         if unroll > self.horizon:
@@ -52,10 +60,11 @@ class Constant(_OneStage):
 
     @property
     def val_horizons(self) -> list[int]:
-        return [self.horizon]
+        return self.validate_at or [self.horizon]
 
     def config(self) -> dict[str, Any]:
-        return {"_target_": f"{__name__}.Constant", "horizon": self.horizon}
+        extra = {"validate_at": self.validate_at} if self.validate_at else {}
+        return {"_target_": f"{__name__}.Constant", "horizon": self.horizon, **extra}
 
 
 class Curriculum(Constant):
