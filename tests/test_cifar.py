@@ -170,7 +170,8 @@ def test_routing_sends_conv_and_fc_parameters_to_their_lstms(family, rules, expe
     assert layout == module_layout(family.torch_model()) or layout.names == module_layout(family.torch_model()).names
 
 
-TINY_CIFAR = ("optimizee.batch_size=8", "schedule.num_val=2", "schedule.truncation.stages=[[2,10]]")  # the curriculum, tiny
+TINY_CIFAR = ("optimizee.batch_size=8", "schedule.num_val=2", "schedule.truncation.validate_at=[10,20]",
+              "schedule.imitation.probability=0.5")  # validation past T and imitation of NAG, tiny
 
 
 def test_cpu_presets_run_end_to_end_through_the_clis(tmp_path):

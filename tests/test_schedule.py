@@ -94,3 +94,20 @@ def test_trainer_with_random_horizons_and_log_objective(tmp_path):
     assert all(3 <= h <= 12 for h in horizons) and len(set(horizons)) > 1
     assert math.isfinite(result["best_val"]) and all(math.isfinite(e.value) for e in events.Scalars("meta/loss"))
     assert Constant(7).val_horizons == [7]
+
+
+def test_constant_horizon_can_validate_at_other_horizons(tmp_path):
+    assert Constant(5, validate_at=[10, 5]).val_horizons == [5, 10]
+    assert Constant(5, validate_at=[10]).config()["validate_at"] == [10]
+    for bad in ([], [0], "10", [2.5], [True]):
+        with pytest.raises(L2OError, match="validate_at"):
+            Constant(5, validate_at=bad)
+    net = CoordinatewiseLSTM(hidden_size=4)
+    schedule = Schedule(epochs=2, horizon=5, unroll=5, problems_per_epoch=2, val_every=2, num_val=2,
+                        truncation=Constant(5, validate_at=[5, 10]))
+    meta_train(net, Quadratic(), schedule, device=torch.device("cpu"), run_dir=tmp_path, progress=False)
+    events = EventAccumulator(str(tmp_path / "tb"))
+    events.Reload()
+    assert [e.value for e in events.Scalars("meta/horizon")] == [5, 5]   # trains at T = 5 only
+    at5, at10, score = (events.Scalars(k) for k in ("val/loss_at_5", "val/loss_at_10", "val/final_loss"))
+    assert score[0].value == pytest.approx((at5[0].value + at10[0].value) / 2)
