@@ -224,3 +224,27 @@ def test_init_starts_a_new_run_from_a_trained_phi(trained, tmp_path):
     for k, v in ckpt["optimizer_state"].items():
         assert torch.allclose(v, src[k], atol=1e-9), k   # the trained φ, barely moved by meta-lr 1e-12
     assert any(not torch.allclose(scratch[k], src[k], atol=1e-6) for k in src)   # not the seed's fresh φ
+
+
+def test_baselines_from_reuses_an_earlier_evaluations_baselines(trained, tmp_path):
+    """A second checkpoint evaluated against the first evaluation's baselines gives the same baseline
+    rows (tuning and units copied, not rerun) and its own learned row; other settings are refused."""
+    root, run = trained
+    first = tmp_path / "first"
+    run_cli("l2o-eval", f"checkpoint={run}", *TINY_EVAL, f"hydra.run.dir={first}", cwd=root)
+    second = tmp_path / "second"
+    proc = run_cli("l2o-eval", f"checkpoint={run}/checkpoints/last.pt", *TINY_EVAL, f"baselines_from={first}",
+                   f"hydra.run.dir={second}", cwd=root)
+    assert "baselines sgd, rmsprop, adam, nag reused" in proc.stderr
+    a, b = (json.loads((d / "summary.json").read_text())["optimizers"] for d in (first, second))
+    for name in ("sgd", "rmsprop", "adam", "nag"):
+        assert a[name] == b[name]
+    for k in range(1):
+        assert (second / "partial" / "adam" / f"{k:05d}.pt").read_bytes() == (first / "partial" / "adam" / f"{k:05d}.pt").read_bytes()
+    bad = run_cli("l2o-eval", f"checkpoint={run}", *TINY_EVAL, "steps=6", f"baselines_from={first}",
+                  f"hydra.run.dir={tmp_path / 'third'}", cwd=root, check=False)
+    assert bad.returncode == 2 and "different settings (steps, tune_steps)" in bad.stderr and "Traceback" not in bad.stderr
+    assert not (tmp_path / "third").exists() or not (tmp_path / "third" / "partial").exists()   # nothing written
+    bad = run_cli("l2o-eval", f"checkpoint={run}", *TINY_EVAL, "baselines.nag.momentum=0.5", f"baselines_from={first}",
+                  f"hydra.run.dir={tmp_path / 'fourth'}", cwd=root, check=False)
+    assert bad.returncode == 2 and "baselines.nag" in bad.stderr

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
+from typing import Any
 
 import hydra
 import torch
@@ -86,6 +88,8 @@ def run(cfg: DictConfig) -> float:
     t = cfg.tuning
     grid = torch.logspace(math.log10(t.low), math.log10(t.high), t.num).tolist() if t.enabled else None
     out = run_dir()
+    if cfg.baselines_from is not None:
+        _check_baselines_source(cfg)
 
     summary, table = evaluate(
         family,
@@ -107,6 +111,7 @@ def run(cfg: DictConfig) -> float:
         out_dir=out,
         optimizee_name=optimizee_name,
         progress=cfg.progress,
+        baselines_from=cfg.baselines_from,
     )
     hp = dict(hparams(cfg, ("optimizee", "steps", "num_test", "tuning")), optimizee=optimizee_name, steps=steps,
               checkpoint=str(checkpoint))
@@ -120,6 +125,31 @@ def run(cfg: DictConfig) -> float:
         files += ", images.png"
     print(f"l2o-eval: results in {out} ({files})")
     return summary["optimizers"][name]["final_loss"]
+
+
+def _check_baselines_source(cfg: DictConfig) -> None:
+    """`baselines_from` must have evaluated the same optimizee and baselines (its Hydra config says);
+    the evaluation settings are checked against its partial/meta.json by `evaluate`."""
+    source = Path(str(cfg.baselines_from)).expanduser()
+    saved = source / ".hydra" / "config.yaml"
+    if not saved.is_file():
+        raise L2OError(f"baselines_from={str(source)!r} has no .hydra/config.yaml; pass the run directory of an "
+                       "earlier l2o-eval run.")
+    theirs = OmegaConf.load(saved)
+    diffs = []
+    def plain(node: Any) -> Any:
+        return OmegaConf.to_container(node, resolve=False) if OmegaConf.is_config(node) else node
+
+    # no optimizee in the config: the checkpoint's, so the checkpoints' optimizees are compared by `meta`
+    if plain(theirs.get("optimizee")) != plain(cfg.get("optimizee")):
+        diffs.append("optimizee")
+    for name in cfg.compare:
+        their_baseline = plain((theirs.get("baselines") or {}).get(name))
+        if their_baseline is None or their_baseline != plain(cfg.baselines[name]):
+            diffs.append(f"baselines.{name}")
+    if diffs:
+        raise L2OError(f"baselines_from={str(source)!r} evaluated different {', '.join(diffs)}; its baselines cannot "
+                       "stand in for this evaluation's.")
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="eval")

@@ -13,7 +13,9 @@ import math
 import multiprocessing
 import os
 import pickle
+import shutil
 import signal
+import sys
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import Any, Sequence
@@ -77,6 +79,47 @@ class Partial:
 
     def save(self, name: str, chunk: int, unit: dict[str, Any]) -> None:
         save_unit(self.path(name, chunk), unit)
+
+
+def check_baselines_source(source: Path, settings: dict[str, Any]) -> None:
+    """Refuse, before anything is written, an earlier evaluation whose settings differ (only the
+    learned optimizers may)."""
+    meta_path = source / "partial" / "meta.json"
+    if not meta_path.is_file():
+        raise L2OError(f"baselines_from={str(source)!r} holds no l2o-eval units (no partial/meta.json); "
+                       "pass the run directory of an earlier l2o-eval run.")
+    theirs = json.loads(meta_path.read_text())
+    own = {"optimizers", "checkpoints"}
+    diff = sorted(k for k in set(theirs) | set(settings) if k not in own and theirs.get(k) != settings.get(k))
+    if diff:
+        raise L2OError(f"baselines_from={str(source)!r} was evaluated with different settings ({', '.join(diff)}); "
+                       "its baselines cannot stand in for this evaluation's.")
+
+
+def reuse_baselines(source: Path, store: Partial, tuning: dict[str, Any], names: list[str], num_chunks: int,
+                    tuned: bool) -> list[str]:
+    """Copy the baselines' tuning and test units of the evaluation in `source` into `store`: valid
+    because a baseline's results depend only on the settings `meta.json` records (checked by
+    `check_baselines_source`) and on the optimizee and baseline configs (checked by the CLI), never
+    on the learned optimizers."""
+    src = source / "partial"
+    their_tuning = json.loads((src / "tuning.json").read_text()) if (src / "tuning.json").is_file() else {}
+    reused = []
+    for name in names:
+        units = [src / name / f"{k:05d}.pt" for k in range(num_chunks)]
+        if not all(u.is_file() for u in units) or (tuned and name not in their_tuning.get("selected", {})):
+            continue
+        for k, unit in enumerate(units):
+            if not store.path(name, k).exists():
+                store.path(name, k).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(unit, store.path(name, k))
+        if tuned:
+            tuning["selected"][name] = their_tuning["selected"][name]
+            tuning["scores"][name] = their_tuning["scores"][name]
+        reused.append(name)
+    store.save_tuning(tuning)
+    print(f"l2o-eval: baselines {', '.join(reused) or '(none)'} reused from {source}", file=sys.stderr)
+    return reused
 
 
 def save_unit(path: str | Path, unit: dict[str, Any]) -> None:
@@ -159,21 +202,27 @@ def evaluate(
     progress: bool = True,
     meta: dict[str, Any] | None = None,
     workers: int = 1,
+    baselines_from: str | Path | None = None,
 ) -> tuple[dict[str, Any], str]:
     """Tune each baseline's lr on the validation problems (`num_tune` of them, for `tune_steps`
     steps, by default the evaluation's), then run everything on the test problems (seeds
     disjoint from training and validation) in chunks of `chunk_problems`; write all result files.
     `meta` (what else defines this evaluation, e.g. the checkpoints) must match on resume.
     `workers` > 1 runs that many units at once in worker processes, sharing the cores (on the
-    CPU the LSTM's small kernels do not use two threads well, two one-thread processes do)."""
+    CPU the LSTM's small kernels do not use two threads well, two one-thread processes do).
+    `baselines_from` (an earlier evaluation's directory with the same settings) supplies the
+    baselines' tuning and test units, so a new learned optimizer is run alone against them."""
     out = Path(out_dir)
     tune_steps = tune_steps or steps
     chunk_problems = chunk_problems or num_test
     jobs = list(learned) + list(baselines)
-    store = Partial(out / "partial", {
+    settings = {
         "optimizee": optimizee_name, "steps": steps, "num_test": num_test, "chunk_problems": chunk_problems,
         "optimizers": jobs, "lr_grid": list(lr_grid or []), "tune_metric": tune_metric, "num_tune": num_tune,
-        "tune_steps": tune_steps, "divergence_factor": divergence_factor, **(meta or {})}, resume)
+        "tune_steps": tune_steps, "divergence_factor": divergence_factor, **(meta or {})}
+    if baselines_from is not None:
+        check_baselines_source(Path(baselines_from), settings)
+    store = Partial(out / "partial", settings, resume)
     kill_after = int(os.environ.get(KILL_AFTER_ENV, "0"))
     saved_now = 0
 
@@ -186,6 +235,8 @@ def evaluate(
     # 1. each baseline's learning rate, saved as soon as it is tuned
     tuning: dict[str, Any] = store.tuning or {"metric": tune_metric, "grid": list(lr_grid or []), "steps": tune_steps,
                                               "num_problems": num_tune, "scores": {}, "selected": {}}
+    if baselines_from is not None:
+        reuse_baselines(Path(baselines_from), store, tuning, list(baselines), -(-num_test // chunk_problems), bool(lr_grid))
     lrs: dict[str, float | None] = {name: None for name in learned}
     tune_problem = None
     for name, factory in baselines.items():
