@@ -136,10 +136,11 @@ def _check_baselines_source(cfg: DictConfig) -> None:
         raise L2OError(f"baselines_from={str(source)!r} has no .hydra/config.yaml; pass the run directory of an "
                        "earlier l2o-eval run.")
     theirs = OmegaConf.load(saved)
-    diffs = []
+
     def plain(node: Any) -> Any:
         return OmegaConf.to_container(node, resolve=False) if OmegaConf.is_config(node) else node
 
+    diffs = []
     # no optimizee in the config: the checkpoint's, so the checkpoints' optimizees are compared by `meta`
     if plain(theirs.get("optimizee")) != plain(cfg.get("optimizee")):
         diffs.append("optimizee")
