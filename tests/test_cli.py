@@ -236,7 +236,10 @@ def test_baselines_from_reuses_an_earlier_evaluations_baselines(trained, tmp_pat
     proc = run_cli("l2o-eval", f"checkpoint={run}/checkpoints/last.pt", *TINY_EVAL, f"baselines_from={first}",
                    f"hydra.run.dir={second}", cwd=root)
     assert "baselines sgd, rmsprop, adam, nag reused" in proc.stderr
-    a, b = (json.loads((d / "summary.json").read_text())["optimizers"] for d in (first, second))
+    full = tmp_path / "full"   # the same checkpoint evaluated from scratch: the same table
+    run_cli("l2o-eval", f"checkpoint={run}/checkpoints/last.pt", *TINY_EVAL, f"hydra.run.dir={full}", cwd=root)
+    a, b, c = (json.loads((d / "summary.json").read_text())["optimizers"] for d in (first, second, full))
+    assert b == c
     for name in ("sgd", "rmsprop", "adam", "nag"):
         assert a[name] == b[name]
     for k in range(1):
