@@ -189,7 +189,7 @@ def test_stable_recipe_trains_through_the_cli_and_its_presets_compose(tmp_path):
     tiny = ("schedule.epochs=8", "schedule.problems_per_epoch=4", "schedule.unroll=5", "schedule.val_every=1",
             "schedule.num_val=4", "schedule.truncation.horizons=[10,20]", "schedule.truncation.patience=1",
             "schedule.truncation.stage_epochs=[3,3]", "schedule.imitation.probability=0.5", "progress=false")
-    run_cli("l2o-train", "experiment=quadratic_stable", *tiny, f"hydra.run.dir={run}", cwd=tmp_path)
+    run_cli("l2o-train", "experiment=quadratic_stable", "scaling=random", *tiny, f"hydra.run.dir={run}", cwd=tmp_path)
     ckpt = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
     sched = ckpt["schedule"]
     assert sched["truncation"]["_target_"].endswith("Adaptive") and sched["truncation"]["horizons"] == [10, 20]
