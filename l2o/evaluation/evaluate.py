@@ -45,6 +45,11 @@ def tune_lr(factory: OptimizerFactory, problem, steps: int, grid: Sequence[float
     return (float(best) if math.isfinite(scores[best]) else None), scores
 
 
+def differing_keys(a: dict[str, Any], b: dict[str, Any], ignore: set[str] | frozenset[str] = frozenset()) -> list[str]:
+    """The keys (outside `ignore`) whose values differ between two evaluations' meta.json."""
+    return sorted(k for k in set(a) | set(b) if k not in ignore and a.get(k) != b.get(k))
+
+
 class Partial:
     """The saved units of one evaluation directory: `meta.json` (what is being evaluated),
     `tuning.json` (each baseline's tuning, as it finishes) and `<optimizer>/<chunk>.pt`."""
@@ -56,9 +61,8 @@ class Partial:
             if not resume:
                 raise L2OError(f"{root.parent} already holds a (partial) evaluation; pass resume=true to continue it, "
                                "or choose another hydra.run.dir.")
-            saved = json.loads(meta_path.read_text())
-            if saved != meta:
-                diff = sorted(k for k in set(saved) | set(meta) if saved.get(k) != meta.get(k))
+            diff = differing_keys(json.loads(meta_path.read_text()), meta)
+            if diff:
                 raise L2OError(f"resume=true, but {root.parent} was evaluated with different settings ({', '.join(diff)}); "
                                "use the same settings or another hydra.run.dir.")
         else:
@@ -88,9 +92,7 @@ def check_baselines_source(source: Path, settings: dict[str, Any]) -> None:
     if not meta_path.is_file():
         raise L2OError(f"baselines_from={str(source)!r} holds no l2o-eval units (no partial/meta.json); "
                        "pass the run directory of an earlier l2o-eval run.")
-    theirs = json.loads(meta_path.read_text())
-    own = {"optimizers", "checkpoints"}
-    diff = sorted(k for k in set(theirs) | set(settings) if k not in own and theirs.get(k) != settings.get(k))
+    diff = differing_keys(json.loads(meta_path.read_text()), settings, ignore={"optimizers", "checkpoints"})
     if diff:
         raise L2OError(f"baselines_from={str(source)!r} was evaluated with different settings ({', '.join(diff)}); "
                        "its baselines cannot stand in for this evaluation's.")
