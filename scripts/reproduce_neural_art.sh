@@ -5,18 +5,21 @@
 # (art.png: the loss curves; each evaluation's images.png: every optimizer's image at steps 8, 32, 128).
 #   scripts/reproduce_neural_art.sh               # train + the three evaluations
 #   SKIP_TRAIN=1 scripts/reproduce_neural_art.sh  # reuse outputs/neural_art/train
+#   NAME=neural_art_vgg scripts/reproduce_neural_art.sh optimizee.features.kind=random_vgg19
+#                                                 # a variant, in outputs/neural_art_vgg/
 # Extra arguments go to every l2o-train / l2o-eval call (e.g. optimizee.features.kind=random_shallow).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
-root=outputs/neural_art
+name=${NAME:-neural_art}
+root=outputs/$name
 mkdir -p "$root"
 timed() { local name=$1; shift; /usr/bin/time -f "$name: %e s" -a -o "$root/times.txt" "$@"; }
 if [ "${SKIP_TRAIN:-0}" != 1 ]; then
   rm -f "$root/times.txt"
-  timed "train neural_art (64×64)" .venv/bin/l2o-train experiment=neural_art "$@"
+  timed "train neural_art (64×64)" .venv/bin/l2o-train experiment=neural_art experiment_name="$name" "$@"
 fi
-timed "eval 64×64" .venv/bin/l2o-eval experiment=neural_art "$@"
-timed "eval 128×128" .venv/bin/l2o-eval experiment=neural_art_128 "$@"
-timed "eval new style" .venv/bin/l2o-eval experiment=neural_art_newstyle "$@"
+timed "eval 64×64" .venv/bin/l2o-eval experiment=neural_art experiment_name="$name" "$@"
+timed "eval 128×128" .venv/bin/l2o-eval experiment=neural_art_128 experiment_name="$name" "$@"
+timed "eval new style" .venv/bin/l2o-eval experiment=neural_art_newstyle experiment_name="$name" "$@"
 .venv/bin/python scripts/art_report.py "$root"
