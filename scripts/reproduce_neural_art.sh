@@ -14,7 +14,7 @@ source scripts/env.sh
 name=${NAME:-neural_art}
 root=outputs/$name
 mkdir -p "$root"
-timed() { local name=$1; shift; /usr/bin/time -f "$name: %e s" -a -o "$root/times.txt" "$@"; }
+timed() { local label=$1; shift; /usr/bin/time -f "$label: %e s" -a -o "$root/times.txt" "$@"; }
 if [ "${SKIP_TRAIN:-0}" != 1 ]; then
   rm -f "$root/times.txt"
   timed "train neural_art (64×64)" .venv/bin/l2o-train experiment=neural_art experiment_name="$name" "$@"
