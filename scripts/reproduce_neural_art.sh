@@ -14,12 +14,13 @@ source scripts/env.sh
 name=${NAME:-neural_art}
 root=outputs/$name
 mkdir -p "$root"
+args=(experiment_name="$name" "$@")   # every call: the variant's folder and the extra arguments
 timed() { local label=$1; shift; /usr/bin/time -f "$label: %e s" -a -o "$root/times.txt" "$@"; }
 if [ "${SKIP_TRAIN:-0}" != 1 ]; then
   rm -f "$root/times.txt"
-  timed "train neural_art (64×64)" .venv/bin/l2o-train experiment=neural_art experiment_name="$name" "$@"
+  timed "train neural_art (64×64)" .venv/bin/l2o-train experiment=neural_art "${args[@]}"
 fi
-timed "eval 64×64" .venv/bin/l2o-eval experiment=neural_art experiment_name="$name" "$@"
-timed "eval 128×128" .venv/bin/l2o-eval experiment=neural_art_128 experiment_name="$name" "$@"
-timed "eval new style" .venv/bin/l2o-eval experiment=neural_art_newstyle experiment_name="$name" "$@"
+timed "eval 64×64" .venv/bin/l2o-eval experiment=neural_art "${args[@]}"
+timed "eval 128×128" .venv/bin/l2o-eval experiment=neural_art_128 "${args[@]}"
+timed "eval new style" .venv/bin/l2o-eval experiment=neural_art_newstyle "${args[@]}"
 .venv/bin/python scripts/art_report.py "$root"
