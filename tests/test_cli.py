@@ -206,6 +206,12 @@ def test_stable_recipe_trains_through_the_cli_and_its_presets_compose(tmp_path):
         cli = "l2o-eval" if "steps" in preset else "l2o-train"
         cfg = run_cli(cli, f"experiment={preset}", "--cfg", "job", cwd=tmp_path).stdout
         assert "l2o.meta.truncation.Adaptive" in cfg or "steps:" in cfg, preset
+    import yaml   # experiment=mnist_robust: mnist_stable_rnnprop's recipe cut to 100 -> 200, evaluated at 100
+    robust = yaml.safe_load(run_cli("l2o-train", "experiment=mnist_robust", "--cfg", "job", cwd=tmp_path).stdout)
+    assert robust["optimizer"]["_target_"].endswith("RNNprop")
+    assert robust["schedule"]["imitation"] and robust["schedule"]["scaling"]
+    assert robust["schedule"]["truncation"]["horizons"] == [100, 200]
+    assert (robust["steps"], robust["num_test"], robust["tuning"]["num_problems"]) == (100, 100, 100)
 
 
 def test_init_starts_a_new_run_from_a_trained_phi(trained, tmp_path):
