@@ -9,7 +9,7 @@ from l2o.checkpoint import load_checkpoint, net_from_checkpoint
 from l2o.layout import Layout
 from l2o.meta.unroll import rollout, start, unroll
 from l2o.optimizees.base import ParamSpec, Problem
-from l2o.optimizers import LSTMGAC, LearnedOptimizer, RNNprop
+from l2o.optimizers import AdamLSTM, LSTMGAC, LearnedOptimizer, RNNprop
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -79,6 +79,63 @@ def test_rnnprop_inputs_equal_a_hand_computation():
     u1, u2 = _run(net, grads, layout), _run(net, grads * 1000, layout)
     torch.testing.assert_close(u1, u2, rtol=1e-4, atol=1e-6)
     assert u1.abs().max() <= net.output_scale
+
+
+def test_untrained_adam_lstm_is_torch_adam_and_its_outputs_reach_phi():
+    """Zero output layer: the untrained AdamLSTM steps exactly as torch.optim.Adam at its lr,
+    with and without autograd (the chunked path), through LearnedOptimizer too; and the meta-
+    gradient reaches both output rows, so φ can learn departures from Adam."""
+    torch.manual_seed(0)
+    A = torch.randn(6, 6, dtype=torch.float64)
+    A = A @ A.T + torch.eye(6, dtype=torch.float64)
+    loss_fn = lambda x: 0.5 * x @ A @ x + x.sum()  # noqa: E731
+    x0 = torch.randn(6, dtype=torch.float64)
+
+    p = torch.nn.Parameter(x0.clone())
+    adam = torch.optim.Adam([p], lr=0.05)
+    expected = []
+    for _ in range(20):
+        adam.zero_grad()
+        loss_fn(p).backward()
+        adam.step()
+        expected.append(p.detach().clone())
+
+    net = AdamLSTM(lr=0.05, hidden_size=6, input_units=4).double()
+    net.chunk_size = 4  # the no-grad path splits the 6 coordinates into chunks
+    layout = Layout.build([("x", (6,), "other")])
+    for grad_enabled in (True, False):
+        x, state = x0.clone(), net.init_state(layout, dtype=torch.float64)
+        with torch.set_grad_enabled(grad_enabled):
+            for want in expected:
+                g = torch.func.grad(loss_fn)(x.detach())
+                u, state = net.update(g, state, layout)
+                x = x + u
+                torch.testing.assert_close(x.detach(), want, rtol=1e-10, atol=1e-12)
+    q = torch.nn.Parameter(x0.clone())
+    opt = LearnedOptimizer([q], net=net)
+    for want in expected:
+        opt.zero_grad()
+        loss_fn(q).backward()
+        opt.step()
+    torch.testing.assert_close(q.detach(), want, rtol=1e-10, atol=1e-12)
+
+    net = AdamLSTM(lr=0.05, hidden_size=6, input_units=4).double()  # LearnedOptimizer froze the other's φ
+    x, state = x0.clone(), net.init_state(layout, dtype=torch.float64)
+    total = 0
+    for _ in range(5):
+        u, state = net.update(torch.func.grad(loss_fn)(x.detach()), state, layout)
+        x = x + u
+        total = total + loss_fn(x)
+    total.backward()
+    assert (net.out_weight.grad.abs().sum(1) > 0).all() and (net.out_bias.grad.abs() > 0).all()
+    # away from zero the steps depart from Adam's but stay invariant to the gradient's scale
+    _randomize(net)
+    grads = torch.randn(8, 6, dtype=torch.float64)
+    u1 = _run(net, grads, layout)
+    torch.testing.assert_close(u1, _run(net, grads * 1000, layout), rtol=1e-4, atol=1e-8)
+    assert not torch.allclose(u1, _run(AdamLSTM(lr=0.05, hidden_size=6, input_units=4).double(), grads, layout))
+    with pytest.raises(Exception, match="optimizer.lr"):
+        AdamLSTM(lr=0.0)
 
 
 def test_format1_checkpoint_loads_and_gives_identical_updates():

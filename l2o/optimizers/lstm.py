@@ -133,26 +133,33 @@ class CoordinatewiseLSTM(OptimizerNet):
         return h
 
     def head(self, x: Tensor) -> Tensor:
-        """The last layer's (hidden, N) output to one update per coordinate."""
+        """The last layer's (hidden, N) output to the head's (rows, N) outputs; here one row,
+        the update itself."""
         return torch.addmm(self.out_bias, self.out_weight, x) * self.output_scale
+
+    def output(self, out: Tensor, state: State) -> Tensor:
+        """The head's (rows, N) outputs and the new state to the (N,) update: the one row here;
+        architectures whose head emits several numbers per coordinate (AdamLSTM) combine them."""
+        return out.reshape(-1)
 
     def update(self, grad: Tensor, state: State, layout: Layout, loss: Tensor | None = None,
                step: int = 0) -> tuple[Tensor, State]:
         """Updates g (same shape as `grad`) and the next state, for all coordinates at once."""
         x, new_state = self.features(grad.reshape(-1), state, layout)
         if not torch.is_grad_enabled() and type(self).mix is CoordinatewiseLSTM.mix:
-            return self._update_chunked(x, state, new_state).reshape(grad.shape), new_state
+            out = self._update_chunked(x, state, new_state)
+            return self.output(out, new_state).reshape(grad.shape), new_state
         ones = x.new_ones(1, x.shape[1])
         for layer in range(self.num_layers):
             h, c = self._layer(self.weights[layer], x, state[f"h{layer}"], state[f"c{layer}"], ones)
             h = self.mix(h, layer, layout)
             new_state[f"h{layer}"], new_state[f"c{layer}"] = h, c
             x = h
-        return self.head(x).reshape(grad.shape), new_state
+        return self.output(self.head(x), new_state).reshape(grad.shape), new_state
 
     def _update_chunked(self, x: Tensor, state: State, new_state: State) -> Tensor:
-        """The same update without autograd, `chunk_size` coordinates at a time (all layers and
-        the head on one chunk before the next), writing into preallocated outputs. Only for
+        """The head's (rows, N) outputs without autograd, `chunk_size` coordinates at a time (all
+        layers and the head on one chunk before the next), writing into preallocated outputs. Only for
         coordinatewise nets: a `mix` across coordinates (GAC) needs whole layers."""
         N = x.shape[1]
         weights = [doubled_cell_rows(w) for w in self.weights]
@@ -163,7 +170,7 @@ class CoordinatewiseLSTM(OptimizerNet):
             for layer in range(self.num_layers):
                 for k in ("h", "c"):
                     new_state[f"{k}{layer}"] = torch.empty_like(state[f"{k}{layer}"])
-            out = x.new_empty(N)
+            out = x.new_empty(self.out_weight.shape[0], N)
         for s in range(0, N, chunk):
             cols = slice(s, min(N, s + chunk))
             inp = x[:, cols]
@@ -177,6 +184,6 @@ class CoordinatewiseLSTM(OptimizerNet):
                     new_state[f"c{layer}"][:, cols] = c
                 inp = h
             if whole:
-                return self.head(inp).reshape(-1)
-            out[cols] = self.head(inp).reshape(-1)
+                return self.head(inp)
+            out[:, cols] = self.head(inp)
         return out
