@@ -301,7 +301,7 @@ def test_passing_the_model_gives_names_and_kinds_and_the_same_plain_update():
 def test_pretrained_optimizers_ship_with_the_package():
     from l2o.pretrained import available
 
-    assert {"quadratic", "mnist"} <= set(available())
+    assert {"quadratic", "mnist", "mnist_stable_rnnprop"} <= set(available())
     model = nn.Sequential(nn.Linear(784, 20), nn.Sigmoid(), nn.Linear(20, 10))
     gen = torch.Generator().manual_seed(0)
     x = torch.rand(128, 784, generator=gen)
