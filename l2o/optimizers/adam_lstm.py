@@ -53,9 +53,7 @@ class AdamLSTM(RNNprop):
 
     def output(self, out: Tensor, state: State) -> Tensor:
         """Adam's step from the new moments, scaled by e^(lr_range·tanh a), plus the bounded tanh b."""
-        t = state["t"]
-        m_hat = state["m"] / (1 - self.beta1**t)
-        denom = (state["v"] / (1 - self.beta2**t)).sqrt() + self.eps
+        m_hat, denom = self.corrected(state["m"], state["v"], state["t"])
         a, b = out[0:1], out[1:2]
         scale = torch.exp(self.lr_range * torch.tanh(a))
         return (self.lr * (torch.tanh(b) * self.output_scale - scale * m_hat / denom)).reshape(-1)

@@ -65,9 +65,12 @@ class RNNprop(CoordinatewiseLSTM):
         t = state["t"] + 1
         m = torch.lerp(g, state["m"], self.beta1)  # β1 m + (1 - β1) g
         v = torch.lerp(g * g, state["v"], self.beta2)
-        m_hat = m / (1 - self.beta1**t)
-        denom = (v / (1 - self.beta2**t)).sqrt() + self.eps
+        m_hat, denom = self.corrected(m, v, t)
         return torch.cat((m_hat / denom, g / denom)), {"m": m, "v": v, "t": t}
+
+    def corrected(self, m: Tensor, v: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
+        """Adam's bias-corrected first moment m̂ and denominator √v̂ + ε."""
+        return m / (1 - self.beta1**t), (v / (1 - self.beta2**t)).sqrt() + self.eps
 
     def features(self, grad: Tensor, state: State, layout: Layout) -> tuple[Tensor, State]:
         x, moments = self.inputs(grad, state)
