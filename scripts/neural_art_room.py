@@ -80,11 +80,13 @@ def main() -> None:
     parser.add_argument("--features", default="random_vgg19", help="optimizee.features.kind")
     parser.add_argument("--problems", type=int, default=4, help="validation problems (the training run's)")
     parser.add_argument("--steps", type=int, default=128)
+    parser.add_argument("--size", type=int, default=64, help="optimizee.size (pixels per side)")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     with initialize_config_dir(str(CONF), version_base="1.3"):
-        cfg = compose("train", overrides=["experiment=neural_art", f"optimizee.features.kind={args.features}"])
+        cfg = compose("train", overrides=["experiment=neural_art", f"optimizee.features.kind={args.features}",
+                                                 f"optimizee.size={args.size}"])
     problem = instantiate(cfg.optimizee).sample(split_seeds("val", args.problems))
     for spec in args.specs:
         start = time.perf_counter()

@@ -216,3 +216,30 @@ def test_gallery_images_are_the_evaluation_trajectories():
     assert torch.allclose(g["images"]["adam"][0], prob.images(prob.init_params()).clamp(0, 1))
     assert not torch.allclose(g["images"]["adam"][1], g["images"]["adam"][2])
     assert g["steps"] == [0, 3, 5] and g["names"] == prob.content_names
+
+
+def test_room_script_runs_torch_optimizers_on_the_problems():
+    """scripts/neural_art_room.py (how much room hand-designed optimizers leave): its Adam is
+    torch.optim.Adam stepped on the problem, L-BFGS with line search lowers the loss, bad kinds fail."""
+    import importlib.util
+
+    from conftest import REPO
+
+    spec = importlib.util.spec_from_file_location("neural_art_room", REPO / "scripts" / "neural_art_room.py")
+    room = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(room)
+    problem = tiny_family().sample(split_seeds("val", 2))
+    params = problem.init_params().clone().requires_grad_(True)
+    opt, state = torch.optim.Adam([params], lr=0.05), problem.init_state()
+    for t in range(4):
+        loss, state = problem.evaluate(params, t, state)
+        opt.zero_grad()
+        loss.sum().backward()
+        opt.step()
+    expected = problem.evaluate(params, 4, state)[0].mean().item()
+    assert room.final_loss(problem, "adam:0.05", 4) == pytest.approx(expected, rel=1e-6)
+    start = problem.evaluate(problem.init_params(), 0, problem.init_state())[0].mean().item()
+    assert room.final_loss(problem, "lbfgs_ls:1:5", 8) < start
+    assert room.final_loss(problem, "adam:0.05:cos", 4) != pytest.approx(expected, rel=1e-6)
+    with pytest.raises(SystemExit, match="unknown optimizer kind"):
+        room.final_loss(problem, "lion:0.1", 4)
