@@ -123,6 +123,9 @@ def test_wrong_format_version(run_dir, tmp_path):
         (("imitation=adam", "schedule.imitation.probability=2"), ["schedule.imitation.probability=2", "[0, 1]"]),
         (("scaling=random", "schedule.scaling.param_range=-1"), ["schedule.scaling.param_range=-1", ">= 0"]),
         (("optimizee=mnist_mix", "+optimizee.weights.mlp_tanh=1"), ["optimizee.weights", "mlp_tanh", "not members"]),
+        # a key meant for another truncation (as experiment=cifar10_cpu's validate_at under truncation=adaptive)
+        (("truncation=adaptive", "+schedule.truncation.validate_at=[10]"),
+         ["schedule.truncation.validate_at is not a setting of l2o.meta.truncation.Adaptive", "'~schedule.truncation.validate_at'"]),
     ],
 )
 def test_stability_options_reject_bad_values_before_any_work(tmp_path, overrides, words):

@@ -214,6 +214,31 @@ def test_stable_recipe_trains_through_the_cli_and_its_presets_compose(tmp_path):
     assert (robust["steps"], robust["num_test"], robust["tuning"]["num_problems"]) == (100, 100, 100)
 
 
+def test_stable_presets_curricula_are_group_options_that_truncation_constant_replaces():
+    """README: switch the curriculum off with `truncation=constant`; the presets' curricula are
+    truncation options (not experiment keys), so nothing of theirs is left for Constant to refuse."""
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import instantiate
+
+    from conftest import REPO
+    from l2o.meta.truncation import Adaptive, Constant
+
+    expected = {"mnist_stable": ([100, 200, 500, 1000], 4, [300, 200, 100, 50]),
+                "mnist_stable_rnnprop": ([100, 200, 500, 1000], 4, [300, 200, 100, 50]),
+                "mnist_stable_gac": ([100, 200, 500, 1000], 4, [300, 200, 100, 50]),
+                "mnist_robust": ([100, 200], 4, [300, 200]),
+                "quadratic_stable": ([100, 200, 500, 1000], 6, [300, 200, 100, 50])}
+    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+        for preset, (horizons, patience, stage_epochs) in expected.items():
+            trunc = compose("train", overrides=[f"experiment={preset}"]).schedule.truncation
+            assert trunc._target_.endswith("Adaptive"), preset
+            assert (list(trunc.horizons), trunc.patience, list(trunc.stage_epochs)) == (horizons, patience, stage_epochs), preset
+            assert isinstance(instantiate(trunc), Adaptive)
+            off = compose("train", overrides=[f"experiment={preset}", "truncation=constant"]).schedule
+            assert set(off.truncation) == {"_target_", "horizon", "validate_at"}, preset
+            assert isinstance(instantiate(off).truncation, Constant)
+
+
 def test_init_starts_a_new_run_from_a_trained_phi(trained, tmp_path):
     import torch
     _, run = trained

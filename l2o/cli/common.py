@@ -47,6 +47,12 @@ def build(node: DictConfig | dict, key: str) -> Any:
         sub = OmegaConf.select(node, full_key.group(1)[len(key) + 1 :]) if full_key and isinstance(node, DictConfig) else None
         if isinstance(sub, DictConfig) and "root" in sub:  # a dataset node: say how to fix the path
             raise dataset_error(full_key.group(1), str(sub.get("_target_")), str(sub.root), msg) from exc
+        stray = re.search(r"unexpected keyword argument '(\w+)'", msg)
+        if stray and full_key:  # typically a preset's setting for another group choice (truncation=...)
+            where = f"{full_key.group(1)}.{stray.group(1)}"
+            msg += (f". {where} is not a setting of {sub.get('_target_') if isinstance(sub, DictConfig) else 'this choice'}: "
+                    f"when a preset set it for another choice of this group (truncation=..., imitation=...), "
+                    f"delete it with '~{where}'")
         raise L2OError(f"{key} could not be built from {OmegaConf.to_container(node) if isinstance(node, DictConfig) else node}: {msg}") from exc
 
 
