@@ -7,7 +7,7 @@ meta-training this runs torch.optim's optimizers (and Adam with lr schedules) on
     .venv/bin/python scripts/neural_art_room.py adam:0.1 adam:0.2:cos rprop:0.01 lbfgs_ls:1:50
     .venv/bin/python scripts/neural_art_room.py --features random_shallow adam:0.316
 
-A spec is KIND:LR[:EXTRA]: adam (EXTRA = const | cos | warm16 | beta1 value), nadam, adamax,
+A spec is KIND:LR[:EXTRA]: adam (EXTRA = cos | warm16 lr schedule, or a beta1 value), nadam, adamax,
 rprop, lbfgs (one L-BFGS step per gradient, EXTRA = history), lbfgs_ls (strong-Wolfe line search
 with at most `--steps` loss evaluations in all, EXTRA = history).
 """
@@ -22,54 +22,50 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
+from l2o.evaluation.runners import run_torch_optimizer
 from l2o.optimizees.base import split_seeds
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
-SCHEDULES = {"const": lambda t, T: 1.0, "cos": lambda t, T: 0.5 * (1 + math.cos(math.pi * t / T)),
-             "warm16": lambda t, T: min(1.0, (t + 1) / 16)}
+SCHEDULES = {"cos": lambda t, T: 0.5 * (1 + math.cos(math.pi * t / T)), "warm16": lambda t, T: min(1.0, (t + 1) / 16)}
+ELEMENTWISE = {"adam": torch.optim.Adam, "nadam": torch.optim.NAdam, "adamax": torch.optim.Adamax, "rprop": torch.optim.Rprop}
+
+
+def _factory(kind: str, extra: list[str], steps: int):
+    """A torch.optim factory for `run_torch_optimizer`, with Adam's β1 or lr schedule (LambdaLR) from EXTRA."""
+    def make(params, lr: float) -> torch.optim.Optimizer:
+        kw = {"step_sizes": (1e-6, 50 * lr)} if kind == "rprop" else {}
+        if kind == "adam" and extra and extra[0] not in SCHEDULES:
+            kw["betas"] = (float(extra[0]), 0.999)
+        opt = ELEMENTWISE[kind](params, lr=lr, **kw)
+        if kind == "adam" and extra and extra[0] in SCHEDULES:
+            schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: SCHEDULES[extra[0]](t, steps))
+            opt.register_step_post_hook(lambda *_: schedule.step())
+        return opt
+    return make
 
 
 def final_loss(problem, spec: str, steps: int) -> float:
     kind, lr, *extra = spec.split(":")
     lr = float(lr)
-    params = problem.init_params().clone().requires_grad_(True)
-    state = problem.init_state()
-    schedule = SCHEDULES["const"]
-    if kind == "adam":
-        beta1 = 0.9
-        if extra and extra[0] in SCHEDULES:
-            schedule = SCHEDULES[extra[0]]
-        elif extra:
-            beta1 = float(extra[0])
-        opt = torch.optim.Adam([params], lr=lr, betas=(beta1, 0.999))
-    elif kind in ("nadam", "adamax"):
-        opt = {"nadam": torch.optim.NAdam, "adamax": torch.optim.Adamax}[kind]([params], lr=lr)
-    elif kind == "rprop":
-        opt = torch.optim.Rprop([params], lr=lr, step_sizes=(1e-6, 50 * lr))
-    elif kind in ("lbfgs", "lbfgs_ls"):
-        history = int(extra[0]) if extra else 10
-        ls = kind == "lbfgs_ls"
-        opt = torch.optim.LBFGS([params], lr=lr, history_size=history, max_iter=steps if ls else 1,
-                                max_eval=steps if ls else None, line_search_fn="strong_wolfe" if ls else None,
-                                tolerance_grad=0.0, tolerance_change=0.0)
-        if ls:   # the whole budget in one call: the line search decides how evaluations are spent
-            def closure():
-                opt.zero_grad()
-                loss = problem.evaluate(params, 0, state)[0].sum()
-                loss.backward()
-                return loss
-            opt.step(closure)
-            with torch.no_grad():
-                return problem.evaluate(params, steps, state)[0].mean().item()
-    else:
+    if kind in ELEMENTWISE:
+        return run_torch_optimizer(_factory(kind, extra, steps), problem, steps, lr)[0][-1].mean().item()
+    if kind not in ("lbfgs", "lbfgs_ls"):
         raise SystemExit(f"unknown optimizer kind {kind!r} in {spec!r}")
-    for t in range(steps):
-        loss, state = problem.evaluate(params, t, state)
+    # L-BFGS needs a closure; the neural-art loss does not depend on the step, so every call evaluates at 0
+    params, state = problem.init_params().requires_grad_(True), problem.init_state()
+    ls = kind == "lbfgs_ls"   # ls: the whole budget in one call, the line search spends the evaluations
+    opt = torch.optim.LBFGS([params], lr=lr, history_size=int(extra[0]) if extra else 10, max_iter=steps if ls else 1,
+                            max_eval=steps if ls else None, line_search_fn="strong_wolfe" if ls else None,
+                            tolerance_grad=0.0, tolerance_change=0.0)
+
+    def closure():
         opt.zero_grad()
-        loss.sum().backward()
-        for group in opt.param_groups:
-            group["lr"] = lr * schedule(t, steps)
-        opt.step((lambda: loss.sum()) if kind == "lbfgs" else None)
+        loss = problem.evaluate(params, 0, state)[0].sum()
+        loss.backward()
+        return loss
+
+    for _ in range(1 if ls else steps):
+        opt.step(closure)
     with torch.no_grad():
         return problem.evaluate(params, steps, state)[0].mean().item()
 
