@@ -4,11 +4,14 @@
 # mnist_stable: adaptive curriculum + imitation of Adam + random scaling), each evaluated at 100,
 # 1,000 and 10,000 steps against the four tuned baselines; writes outputs/zoo/ZOO.md
 # (python scripts/zoo.py outputs/zoo). Baselines are tuned over the evaluation's own horizon up to
-# 1,000 steps, and over the first 1,000 steps (10 problems) for 10,000.
+# 1,000 steps, and over the first 1,000 steps (10 problems) for 10,000. The baselines are tuned and
+# run once per setting and horizon: the first cell evaluated there does it, the others reuse its
+# tuned learning rates and baseline curves on the same test problems (l2o-eval baselines_from=).
 # Hours on 2 CPU cores (an MNIST training is 30-60 min, a 10,000-step MNIST evaluation ~25 min).
 # Rerunning continues: finished runs are skipped, stopped ones resumed.
 #   scripts/zoo.sh                                    # everything
 #   ARCHS=lstm RECIPES=stable SETTINGS=mnist STEPS="100 1000" scripts/zoo.sh   # a part
+#   WORKERS=1 THREADS=1 scripts/zoo.sh               # one core per job (two parts side by side)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
@@ -30,7 +33,8 @@ for setting in ${SETTINGS:-quadratic mnist}; do
       if [ ! -f "$run/train/result.json" ]; then
         resume=$([ -f "$run/train/checkpoints/last.pt" ] && echo true || echo false)
         /usr/bin/time -f "train $name: %e s" -a -o "$root/times.txt" \
-          .venv/bin/l2o-train experiment=$preset "${arch_args[@]}" hydra.run.dir="$run/train" resume=$resume
+          .venv/bin/l2o-train experiment=$preset "${arch_args[@]}" hydra.run.dir="$run/train" resume=$resume \
+          ${THREADS:+threads=$THREADS}
       fi
       for steps in ${STEPS:-100 1000 10000}; do
         out=$run/steps$steps
@@ -38,9 +42,13 @@ for setting in ${SETTINGS:-quadratic mnist}; do
         resume=$([ -d "$out/partial" ] && echo true || echo false)
         tune_steps=$(( steps < 1000 ? steps : 1000 ))
         tune_n=$(( steps < 10000 ? 20 : 10 ))
+        shared=()   # another cell's finished evaluation at this setting and horizon: reuse its baselines
+        for done in "$root"/${setting}_*/steps$steps/summary.json; do
+          [ -f "$done" ] && shared=(baselines_from="$(dirname "$done")") && break
+        done
         .venv/bin/l2o-eval experiment=$setting "${arch_args[@]}" checkpoint="$run/train" steps=$steps num_test=20 \
-          chunk_problems=5 workers=2 tuning.steps=$tune_steps tuning.num_problems=$tune_n \
-          hydra.run.dir="$out" resume=$resume
+          chunk_problems=5 workers=${WORKERS:-2} ${THREADS:+threads=$THREADS} tuning.steps=$tune_steps \
+          tuning.num_problems=$tune_n "${shared[@]}" hydra.run.dir="$out" resume=$resume
       done
     done
   done
