@@ -3,8 +3,11 @@
 # the paper's recipe (experiment=quadratic / mnist) and with the stable one (quadratic_stable /
 # mnist_stable: adaptive curriculum + imitation of Adam + random scaling), each evaluated at 100,
 # 1,000 and 10,000 steps against the four tuned baselines; writes outputs/zoo/ZOO.md
-# (python scripts/zoo.py outputs/zoo). Baselines are tuned over the evaluation's own horizon up to
-# 1,000 steps, and over the first 1,000 steps (10 problems) for 10,000. The baselines are tuned and
+# (python scripts/zoo.py outputs/zoo). 20 test problems per cell. Quadratics: baselines tuned over the
+# evaluation's own horizon up to 1,000 steps (20 problems), over the first 1,000 steps (10 problems)
+# for 10,000. MNIST at 1,000 and 10,000 steps: the long-horizon presets' protocol (experiment=
+# mnist_steps1000 / mnist_steps10000: tuned over the first 1,000 steps on 10 / 5 problems, because
+# tuning is most of an MNIST evaluation's cost on CPU). The baselines are tuned and
 # run once per setting and horizon: the first cell evaluated there does it, the others reuse its
 # tuned learning rates and baseline curves on the same test problems (l2o-eval baselines_from=).
 # Hours on 2 CPU cores (an MNIST training is 30-60 min, a 10,000-step MNIST evaluation ~25 min).
@@ -42,13 +45,18 @@ for setting in ${SETTINGS:-quadratic mnist}; do
         resume=$([ -d "$out/partial" ] && echo true || echo false)
         tune_steps=$(( steps < 1000 ? steps : 1000 ))
         tune_n=$(( steps < 10000 ? 20 : 10 ))
+        if [ "$setting" = mnist ] && [ -f conf/experiment/mnist_steps$steps.yaml ]; then
+          protocol=(experiment=mnist_steps$steps)   # its steps, test problems and tuning
+        else
+          protocol=(experiment=$setting steps=$steps num_test=20 chunk_problems=5 tuning.steps=$tune_steps
+                    tuning.num_problems=$tune_n)
+        fi
         shared=()   # another cell's finished evaluation at this setting and horizon: reuse its baselines
         for done in "$root"/${setting}_*/steps$steps/summary.json; do
           [ -f "$done" ] && shared=(baselines_from="$(dirname "$done")") && break
         done
-        .venv/bin/l2o-eval experiment=$setting "${arch_args[@]}" checkpoint="$run/train" steps=$steps num_test=20 \
-          chunk_problems=5 workers=${WORKERS:-2} ${THREADS:+threads=$THREADS} tuning.steps=$tune_steps \
-          tuning.num_problems=$tune_n "${shared[@]}" hydra.run.dir="$out" resume=$resume
+        .venv/bin/l2o-eval "${protocol[@]}" "${arch_args[@]}" checkpoint="$run/train" workers=${WORKERS:-2} \
+          ${THREADS:+threads=$THREADS} "${shared[@]}" hydra.run.dir="$out" resume=$resume
       done
     done
   done
