@@ -10,7 +10,9 @@
 # tuning is most of an MNIST evaluation's cost on CPU). The baselines are tuned and
 # run once per setting and horizon: the first cell evaluated there does it, the others reuse its
 # tuned learning rates and baseline curves on the same test problems (l2o-eval baselines_from=).
-# Hours on 2 CPU cores (an MNIST training is 30-60 min, a 10,000-step MNIST evaluation ~25 min).
+# Hours on 2 CPU cores. Measured at one thread each, two parts side by side (2-core AMD EPYC): an
+# MNIST training 31-76 min, a 10,000-step MNIST cell ~37 min with its baselines' tuning and runs,
+# a 1,000-step cell 3 min reusing them.
 # Rerunning continues: finished runs are skipped, stopped ones resumed.
 #   scripts/zoo.sh                                    # everything
 #   ARCHS=lstm RECIPES=stable SETTINGS=mnist STEPS="100 1000" scripts/zoo.sh   # a part
