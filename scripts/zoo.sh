@@ -45,13 +45,11 @@ for setting in ${SETTINGS:-quadratic mnist}; do
         out=$run/steps$steps
         [ -f "$out/summary.json" ] && continue
         resume=$([ -d "$out/partial" ] && echo true || echo false)
-        tune_steps=$(( steps < 1000 ? steps : 1000 ))
-        tune_n=$(( steps < 10000 ? 20 : 10 ))
         if [ "$setting" = mnist ] && [ -f conf/experiment/mnist_steps$steps.yaml ]; then
           protocol=(experiment=mnist_steps$steps)   # its steps, test problems and tuning
         else
-          protocol=(experiment=$setting steps=$steps num_test=20 chunk_problems=5 tuning.steps=$tune_steps
-                    tuning.num_problems=$tune_n)
+          protocol=(experiment=$setting steps=$steps num_test=20 chunk_problems=5
+                    tuning.steps=$(( steps < 1000 ? steps : 1000 )) tuning.num_problems=$(( steps < 10000 ? 20 : 10 )))
         fi
         shared=()   # another cell's finished evaluation at this setting and horizon: reuse its baselines
         for done in "$root"/${setting}_*/steps$steps/summary.json; do
