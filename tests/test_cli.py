@@ -188,12 +188,13 @@ def test_stable_recipe_trains_through_the_cli_and_its_presets_compose(tmp_path):
     run = tmp_path / "stable"
     tiny = ("schedule.epochs=8", "schedule.problems_per_epoch=4", "schedule.unroll=5", "schedule.val_every=1",
             "schedule.num_val=4", "schedule.truncation.horizons=[10,20]", "schedule.truncation.patience=1",
-            "schedule.truncation.stage_epochs=[3,3]", "schedule.imitation.probability=0.5", "progress=false")
+            "schedule.truncation.stage_epochs=[3,3]", "schedule.imitation.probability=[0.0,1.0]", "progress=false")
     run_cli("l2o-train", "experiment=quadratic_stable", "scaling=random", *tiny, f"hydra.run.dir={run}", cwd=tmp_path)
     ckpt = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
     sched = ckpt["schedule"]
     assert sched["truncation"]["_target_"].endswith("Adaptive") and sched["truncation"]["horizons"] == [10, 20]
     assert sched["imitation"]["teacher"]["lr"] == 0.3162 and sched["scaling"]["param_range"] == 3.0
+    assert sched["imitation"]["probability"] == [0.0, 1.0]  # per stage: stage 0 never imitates, stage 1 always
     assert ckpt["training"]["progress"]["stage"] == 1 and (run / "checkpoints" / "best_stage0.pt").exists()
     tags, acc = _scalar_tags(run / "tb")
     assert {"meta/stage", "meta/imitation_loss", "meta/loss"} <= tags
@@ -201,7 +202,7 @@ def test_stable_recipe_trains_through_the_cli_and_its_presets_compose(tmp_path):
     out = tmp_path / "stable_eval"
     run_cli("l2o-eval", f"checkpoint={run}", "compare=[adam]", "steps=40", *TINY_EVAL, f"hydra.run.dir={out}", cwd=tmp_path)
     assert json.loads((out / "summary.json").read_text())["steps"] == 40
-    for preset in ("mnist_stable", "mnist_stable_rnnprop", "mnist_stable_gac", "mnist_relu_steps10000",
+    for preset in ("mnist_stable", "mnist_stable_rnnprop", "mnist_stable_gac", "mnist_cl_il", "mnist_relu_steps10000",
                    "mnist_layers2_steps1000"):
         cli = "l2o-eval" if "steps" in preset else "l2o-train"
         cfg = run_cli(cli, f"experiment={preset}", "--cfg", "job", cwd=tmp_path).stdout
@@ -227,12 +228,15 @@ def test_stable_presets_curricula_are_group_options_that_truncation_constant_rep
                 "mnist_stable_rnnprop": ([100, 200, 500, 1000], 4, [300, 200, 100, 50]),
                 "mnist_stable_gac": ([100, 200, 500, 1000], 4, [300, 200, 100, 50]),
                 "mnist_robust": ([100, 200], 4, [300, 200]),
-                "quadratic_stable": ([100, 200, 500, 1000], 6, [300, 200, 100, 50])}
+                "quadratic_stable": ([100, 200, 500, 1000], 6, [300, 200, 100, 50]),
+                "mnist_cl_il": ([100, 200, 500, 1000, 1500, 2000, 2500, 3000], 1, None)}  # Chen et al.: no budgets
     with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
         for preset, (horizons, patience, stage_epochs) in expected.items():
             trunc = compose("train", overrides=[f"experiment={preset}"]).schedule.truncation
             assert trunc._target_.endswith("Adaptive"), preset
-            assert (list(trunc.horizons), trunc.patience, list(trunc.stage_epochs)) == (horizons, patience, stage_epochs), preset
+            caps = None if trunc.stage_epochs is None else list(trunc.stage_epochs)
+            assert (list(trunc.horizons), trunc.patience, caps) == (horizons, patience, stage_epochs), preset
+            assert trunc.min_checks == (3 if preset == "mnist_cl_il" else 1), preset
             assert isinstance(instantiate(trunc), Adaptive)
             off = compose("train", overrides=[f"experiment={preset}", "truncation=constant"]).schedule
             assert set(off.truncation) == {"_target_", "horizon", "validate_at"}, preset

@@ -52,7 +52,7 @@ def test_advancing_restores_the_stage_best_and_rescores_it(tmp_path):
     with torch.no_grad():
         for p in net.parameters():
             p.add_(1.0)  # φ moved on after its best check
-    run.prog = Progress(epoch=5, best_val=1.0, checks_since_best=1, stage=0, stage_improved=True)
+    run.prog = Progress(epoch=5, best_val=1.0, checks_since_best=1, stage=0, stage_improved=True, stage_checks=2)
     val_problem = Quadratic().sample(split_seeds("val", 3))
     log = MetaLogger(tmp_path, 10, 5, main=True, progress=False)
     assert next_stage(run, schedule, val_problem, log, 4) == ADVANCE
@@ -156,6 +156,19 @@ def test_imitation_gradient_reaches_phi_and_theta_follows_adam():
     assert torch.allclose(end.params, theta.detach(), atol=1e-6)
 
 
+def test_imitation_probability_per_stage():
+    im = Imitation(probability=[0.0, 1.0])  # the last entry holds for later stages
+    gens = [torch.Generator().manual_seed(s) for s in range(3)]
+    assert [im.draw(g, 0) for g in gens] == [False] * 3 and [im.draw(g, 4) for g in gens] == [True] * 3
+    # one draw per epoch at any probability: the generator advances the same way (exact resume)
+    a, b = torch.Generator().manual_seed(7), torch.Generator().manual_seed(7)
+    im.draw(a, 0), Imitation(probability=0.3).draw(b)
+    assert torch.equal(a.get_state(), b.get_state())
+    assert im.config()["probability"] == [0.0, 1.0] and Imitation(probability=0.3).config()["probability"] == 0.3
+    with pytest.raises(L2OError, match="schedule.imitation"):
+        Imitation(probability=[])
+
+
 def test_imitation_probability_is_drawn_from_the_generator():
     im = Imitation(probability=0.3)
     draws = [im.draw(torch.Generator().manual_seed(s)) for s in range(2000)]
@@ -233,6 +246,30 @@ def test_training_on_a_mix_with_every_technique_runs_and_validates_on_all_member
     vp = mix.validation_problems(split_seeds("val", 2))
     expected = sum(validate(net, p, [8])[8] for p in vp) / 2
     assert validate(net, vp, [8])[8] == pytest.approx(expected)
+
+
+def test_min_checks_keeps_a_stage_for_that_many_checks():
+    t = Adaptive([10, 20], patience=1, min_checks=3)  # Chen et al.'s rule
+    assert t.decide(0, 1, False, 0, 1) == STAY and t.decide(0, 2, False, 0, 2) == STAY
+    assert t.decide(0, 3, False, 0, 3) == STOP  # three checks, none beat the start
+    assert t.decide(0, 1, True, 0, 3) == ADVANCE and t.decide(0, 0, True, 0, 5) == STAY
+    assert Adaptive([10, 20], patience=1, min_checks=3, stage_epochs=30).decide(0, 1, True, 30, 1) == ADVANCE
+    with pytest.raises(L2OError, match="min_checks"):
+        Adaptive([10, 20], min_checks=0)
+
+
+def test_min_checks_counts_checks_per_stage_in_training(tmp_path, capsys):
+    torch.manual_seed(0)
+    schedule = Schedule(epochs=40, horizon=4, unroll=4, meta_lr=0.1, val_every=1, num_val=4,
+                        truncation=Adaptive([4, 8, 16, 32], patience=1, min_checks=3))
+    result = meta_train(CoordinatewiseLSTM(hidden_size=4), Quadratic(), schedule, device=CPU, run_dir=tmp_path,
+                        progress=False)
+    out = capsys.readouterr().out
+    starts = [int(line.split("from epoch ")[1].split(":")[0]) for line in out.splitlines() if "curriculum stage" in line]
+    assert starts, out  # it advanced at least once
+    ends = starts + [result["epochs_run"] + 1]
+    # every stage (the stopping one too) ran at least 3 checks of one epoch each
+    assert all(b - a >= 3 for a, b in zip([1] + starts, ends)), out
 
 
 def test_stage_epochs_cap_ends_a_stage():

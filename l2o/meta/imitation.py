@@ -10,7 +10,7 @@ long run, which is what keeps it from drifting off when the horizon grows.
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import Tensor
@@ -33,20 +33,29 @@ def step_matching_loss(update: Tensor, target: Tensor, normalize: bool = False) 
 class Imitation:
     """With `probability` per epoch, meta-train on the teacher's trajectory with the step-matching
     loss (`weight` × it, `normalize` as in `step_matching_loss`). `teacher` is a torch.optim
-    partial (lr included): Adam, RMSprop or NAG (SGD with Nesterov momentum), tuned beforehand."""
+    partial (lr included): Adam, RMSprop or NAG (SGD with Nesterov momentum), tuned beforehand.
+    `probability` may be a list, one per adaptive-curriculum stage (the last one for later stages):
+    Chen et al. imitate in 0%, 10%, then 30% of the epochs as the horizon grows."""
 
-    def __init__(self, teacher: TeacherFactory | None = None, probability: float = 0.3, weight: float = 1.0,
-                 normalize: bool = False):
-        if not (isinstance(probability, (int, float)) and 0 <= probability <= 1):
-            raise L2OError(f"schedule.imitation.probability={probability!r} must be a number in [0, 1].")
+    def __init__(self, teacher: TeacherFactory | None = None, probability: float | Sequence[float] = 0.3,
+                 weight: float = 1.0, normalize: bool = False):
+        probs = list(probability) if isinstance(probability, Sequence) and not isinstance(probability, str) else [probability]
+        if not probs or not all(isinstance(p, (int, float)) and not isinstance(p, bool) and 0 <= p <= 1 for p in probs):
+            raise L2OError(f"schedule.imitation.probability={probability!r} must be a number in [0, 1] "
+                           "or a non-empty list of them (one per curriculum stage).")
         if not (isinstance(weight, (int, float)) and weight > 0):
             raise L2OError(f"schedule.imitation.weight={weight!r} must be a number > 0.")
         self.teacher_factory = teacher or functools.partial(torch.optim.Adam, lr=0.01)
-        self.probability, self.weight, self.normalize = float(probability), float(weight), bool(normalize)
+        self.probabilities = [float(p) for p in probs]
+        self.weight, self.normalize = float(weight), bool(normalize)
 
-    def draw(self, gen: torch.Generator) -> bool:
-        """Whether this epoch imitates (drawn from the trainer's checkpointed generator)."""
-        return float(torch.rand((), generator=gen)) < self.probability
+    def probability(self, stage: int = 0) -> float:
+        return self.probabilities[min(stage, len(self.probabilities) - 1)]
+
+    def draw(self, gen: torch.Generator, stage: int = 0) -> bool:
+        """Whether this epoch imitates (drawn from the trainer's checkpointed generator, one draw
+        per epoch whatever the probability, so resumed runs stay bit-identical)."""
+        return float(torch.rand((), generator=gen)) < self.probability(stage)
 
     def teacher(self, params: Tensor) -> torch.optim.Optimizer:
         """A fresh teacher over a copy of θ0, the (B, D) parameters it will move."""
@@ -59,7 +68,8 @@ class Imitation:
         from l2o.meta.schedule import _as_config
 
         return {"_target_": f"{__name__}.Imitation", "teacher": _as_config(self.teacher_factory),
-                "probability": self.probability, "weight": self.weight, "normalize": self.normalize}
+                "probability": self.probabilities if len(self.probabilities) > 1 else self.probabilities[0],
+                "weight": self.weight, "normalize": self.normalize}
 
 
 def imitate(net: OptimizerNet, problem: Problem, carry: Carry, num_steps: int, teacher: torch.optim.Optimizer,

@@ -49,6 +49,7 @@ class Progress:
     stage: int = 0  # curriculum stage (truncation=adaptive)
     stage_improved: bool = False  # whether a check of this stage beat the φ it started from
     stage_start: int = 0  # the epoch the current stage began
+    stage_checks: int = 0  # validation checks in the current stage
     seconds: float = 0.0  # training wall time over every session of the run (resumes add up)
 
 
@@ -135,11 +136,12 @@ def next_stage(run: _Run, schedule: Schedule, val_problem: Problem | list[Proble
     horizon: the bar the new stage must beat. Returns what the curriculum decided."""
     prog = run.prog
     decision = schedule.truncation.decide(prog.stage, prog.checks_since_best, prog.stage_improved,
-                                          prog.epoch - prog.stage_start)
+                                          prog.epoch - prog.stage_start, prog.stage_checks)
     if decision == ADVANCE:
         run.world.barrier()  # best.pt is written by the main process
         run.net.load_state_dict(load_checkpoint(run.ckpt_dir / "best.pt")["optimizer_state"])
         prog.stage, prog.checks_since_best, prog.stage_improved, prog.stage_start = prog.stage + 1, 0, False, prog.epoch
+        prog.stage_checks = 0
         val_at = validate(run.net, val_problem, schedule.val_horizons_at(prog.stage), run.world, schedule.num_val)
         prog.best_val = sum(val_at.values()) / len(val_at)
         run.save("best.pt", val_loss=prog.best_val)  # the same φ, scored by the new stage's yardstick
@@ -210,7 +212,7 @@ def meta_train(
             problem = family.sample(world.share(seeds, "schedule.problems_per_epoch"), device)
             if schedule.scaling is not None:
                 problem = schedule.scaling.wrap(problem, run.seed_gen)
-            imitating = schedule.imitation is not None and schedule.imitation.draw(run.seed_gen)
+            imitating = schedule.imitation is not None and schedule.imitation.draw(run.seed_gen, prog.stage)
             step_loss = schedule.objective.step_loss(horizon, device)
             # 2. truncated unrolls, one meta-step after each (imitation: along the teacher's trajectory)
             carry = start(net, problem)
@@ -265,6 +267,7 @@ def meta_train(
             if validated:
                 val_at = validate(net, val_problem, schedule.val_horizons_at(prog.stage), world, schedule.num_val)
                 val = sum(val_at.values()) / len(val_at)
+                prog.stage_checks += 1
                 log.scalars(epoch, {"val/final_loss": val,
                                     **({f"val/loss_at_{h}": v for h, v in val_at.items()} if len(val_at) > 1 else {})})
                 if val < prog.best_val:

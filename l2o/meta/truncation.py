@@ -148,14 +148,17 @@ class Adaptive:
     has run its `stage_epochs` (a budget per stage: null, one number, or one per stage), the
     trainer restores the stage's best φ and moves on; a stage whose checks never beat the φ it started
     from ends the run (longer horizons stopped helping), as does the end of the last stage.
+    `min_checks` keeps every stage for at least that many checks whatever they show: Chen et al.'s
+    rule is patience 1 after at least 3 checks (a slow start does not end a stage).
     Each stage's best φ is kept as `best_stage<k>.pt`; `best.pt` is the latest stage's best."""
 
     def __init__(self, horizons: Sequence[int] = (100, 200, 500, 1000), patience: int = 3,
-                 stage_epochs: int | Sequence[int] | None = None):
+                 stage_epochs: int | Sequence[int] | None = None, min_checks: int = 1):
         ok = isinstance(horizons, Sequence) and not isinstance(horizons, str) and len(horizons) > 0
         self.raw = horizons
         self.horizons = [h for h in horizons] if ok else None
         self.patience = _positive_int(patience, "schedule.truncation.patience")
+        self.min_checks = _positive_int(min_checks, "schedule.truncation.min_checks")
         n = len(self.horizons) if ok else 1
         caps = stage_epochs if isinstance(stage_epochs, Sequence) and not isinstance(stage_epochs, str) else [stage_epochs] * n
         if len(caps) != n or any(c is not None and (isinstance(c, bool) or not isinstance(c, int) or c < 1) for c in caps):
@@ -188,11 +191,15 @@ class Adaptive:
     def max_horizon(self) -> int:
         return self.horizons[-1]
 
-    def decide(self, stage: int, checks_since_best: int, stage_improved: bool, epochs_in_stage: int = 0) -> str:
-        """After a validation check: STAY in the stage, ADVANCE to the next, or STOP the run. A stage
-        also ends when it has run its `stage_epochs` (a time budget per horizon)."""
+    def decide(self, stage: int, checks_since_best: int, stage_improved: bool, epochs_in_stage: int = 0,
+               checks_in_stage: int | None = None) -> str:
+        """After a validation check (the `checks_in_stage`-th of this stage): STAY in the stage, ADVANCE
+        to the next, or STOP the run. A stage also ends when it has run its `stage_epochs` (a time
+        budget per horizon), even before `min_checks`."""
         cap = self.stage_epochs[stage]
-        if checks_since_best < self.patience and (cap is None or epochs_in_stage < cap):
+        too_early = checks_in_stage is not None and checks_in_stage < self.min_checks
+        patient = checks_since_best < self.patience or too_early
+        if patient and (cap is None or epochs_in_stage < cap):
             return STAY
         if stage + 1 >= self.num_stages or not stage_improved:
             return STOP
@@ -200,4 +207,4 @@ class Adaptive:
 
     def config(self) -> dict[str, Any]:
         return {"_target_": f"{__name__}.Adaptive", "horizons": self.horizons, "patience": self.patience,
-                "stage_epochs": self.stage_epochs}
+                "stage_epochs": self.stage_epochs, "min_checks": self.min_checks}
