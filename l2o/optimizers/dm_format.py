@@ -29,11 +29,13 @@ from l2o.optimizers.lstm import CoordinatewiseLSTM
 
 SONNET_FORGET_BIAS = 1.0
 
-# The globals a DM `.l2l` pickle (written by dill) references, mapped to what rebuilds it.
 _DILL = "dill._dill"
 
 
 class _L2LUnpickler(pickle.Unpickler):
+    """Maps the few globals a DM `.l2l` pickle references (dill's helpers for dict types and
+    module lookups, numpy's array constructors) to what rebuilds them; any other is refused."""
+
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) == ("collections", "defaultdict"):
             return collections.defaultdict
