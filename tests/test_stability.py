@@ -256,6 +256,8 @@ def test_min_checks_keeps_a_stage_for_that_many_checks():
     assert Adaptive([10, 20], patience=1, min_checks=3, stage_epochs=30).decide(0, 1, True, 30, 1) == ADVANCE
     with pytest.raises(L2OError, match="min_checks"):
         Adaptive([10, 20], min_checks=0)
+    # the default is left out of the stored config, so runs saved before min_checks existed still resume
+    assert "min_checks" not in Adaptive([10, 20]).config() and t.config()["min_checks"] == 3
 
 
 def test_min_checks_counts_checks_per_stage_in_training(tmp_path, capsys):

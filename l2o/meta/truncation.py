@@ -206,5 +206,7 @@ class Adaptive:
         return ADVANCE
 
     def config(self) -> dict[str, Any]:
+        # min_checks only when set: runs saved before it existed still resume (their config matches)
+        extra = {"min_checks": self.min_checks} if self.min_checks != 1 else {}
         return {"_target_": f"{__name__}.Adaptive", "horizons": self.horizons, "patience": self.patience,
-                "stage_epochs": self.stage_epochs, "min_checks": self.min_checks}
+                "stage_epochs": self.stage_epochs, **extra}
