@@ -1,5 +1,6 @@
 """The real console scripts on tiny configs, as a user runs them."""
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -45,8 +46,9 @@ def test_eval_writes_every_result_file(trained):
     assert summary["optimizee"] == "quadratic" and summary["steps"] == 10 and summary["num_problems"] == 8
     assert set(summary["optimizers"]) == set(NAMES)
     for name, row in summary["optimizers"].items():
-        assert set(row) == {"final_loss", "final_loss_ci95", "sum_loss", "lr", "diverged"}
+        assert set(row) == {"final_loss", "final_loss_ci95", "final_log_loss", "sum_loss", "lr", "diverged"}
         assert row["final_loss_ci95"][0] <= row["final_loss"] <= row["final_loss_ci95"][1]
+        assert row["final_log_loss"] <= math.log(row["final_loss"])  # Jensen: mean of logs <= log of mean
         assert (row["lr"] is None) == (name == "lstm")
     tuning = json.loads((out / "tuning.json").read_text())
     assert len(tuning["grid"]) == 3 and set(tuning["selected"]) == set(NAMES) - {"lstm"}
@@ -155,6 +157,7 @@ def test_a_diverging_optimizer_is_reported_not_fatal(trained):
                    f"hydra.run.dir={out}", cwd=root)
     summary = json.loads((out / "summary.json").read_text())["optimizers"]
     assert summary["sgd"]["diverged"] == 1.0 and summary["sgd"]["lr"] == 10
+    assert math.isnan(summary["sgd"]["final_log_loss"])  # no problem left to average
     assert summary["adam"]["diverged"] == 0.0 and summary["adam"]["final_loss"] > 0  # the others are untouched
     assert "| sgd | 10 |" in proc.stdout and "100% |" in proc.stdout
     assert (out / "loss.png").exists()

@@ -1,6 +1,7 @@
 """Meta-training techniques for long horizons: the adaptive curriculum, imitation of a teacher,
 random scaling and the optimizee mix."""
 import functools
+import math
 
 import pytest
 import torch
@@ -280,6 +281,19 @@ def test_stage_epochs_cap_ends_a_stage():
     assert t.decide(1, 0, True, 10_000) == STAY
     with pytest.raises(L2OError, match="stage_epochs"):
         Adaptive([10, 20], stage_epochs=[30])
+
+
+# --- long-horizon evaluation -----------------------------------------------------------------
+
+def test_final_log_loss_is_the_mean_log_over_problems_that_did_not_diverge():
+    from l2o.evaluation.stats import Curve
+
+    # 3 problems over 2 steps; the third blows up (> 10x its initial loss) and is left out
+    losses = torch.tensor([[1.0, 1.0, 1.0], [1e-2, 1e-6, 50.0]])
+    c = Curve.from_losses(losses, divergence_factor=10)
+    assert c.final_log_loss == pytest.approx((math.log(1e-2) + math.log(1e-6)) / 2)
+    assert c.final_log_loss < math.log(float(c.mean[-1]))  # the mean loss hides the 1e-6 problem
+    assert math.isnan(Curve.from_losses(torch.tensor([[1.0], [0.0]]), 10).final_log_loss)  # ln 0: undefined
 
 
 # --- the zoo table ---------------------------------------------------------------------------

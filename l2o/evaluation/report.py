@@ -25,6 +25,7 @@ def summarize(curves: dict[str, Curve], lrs: dict[str, float | None], optimizee:
         out["optimizers"][name] = {
             "final_loss": float(c.mean[-1]),
             "final_loss_ci95": [float(c.lo[-1]), float(c.hi[-1])],
+            "final_log_loss": c.final_log_loss,
             "sum_loss": c.sum_loss,
             "lr": lrs.get(name),
             "diverged": c.diverged,

@@ -45,6 +45,16 @@ class Curve:
         sum_loss = float(losses[1:, alive].sum(0).mean()) if alive.any() else math.nan
         return cls(mean, mean - half, mean + half, n, float(mask[-1].float().mean()), sum_loss, losses[-1, alive])
 
+    @property
+    def final_log_loss(self) -> float:
+        """Mean over the non-diverged problems of ln(final loss): the "log training loss" that
+        long-horizon plots report (e.g. Chen et al. 2020). It weighs every problem's order of
+        magnitude equally, where the mean loss is dominated by the worst problems. NaN when a
+        final loss is not positive or no problem is left."""
+        if self.final.numel() == 0 or bool((self.final <= 0).any()):
+            return math.nan
+        return float(self.final.log().mean())
+
 
 def score(losses: Tensor, metric: str, divergence_factor: float) -> float:
     """Selection score of a run (lower is better): +inf if any problem diverged."""
