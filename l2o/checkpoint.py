@@ -20,6 +20,7 @@ top level) still loads and gives the same updates.
 from __future__ import annotations
 
 import importlib
+import inspect
 
 import pickle
 import random
@@ -201,6 +202,8 @@ def architecture_diffs(stored: dict[str, Any], expected: dict[str, Any], prefix:
             diffs += architecture_diffs(have, want, f"{prefix}.{key}")
         elif key == "_target_" and _class_of(want) is not None and _class_of(want) is _class_of(have):
             continue  # the same class by another import path (l2o.optimizers.Routed = l2o.optimizers.routed.Routed)
+        elif key not in stored and _norm(want) == _norm(_default(stored.get("_target_"), key)):
+            continue  # a field added since the checkpoint was written, set to the default it was built with
         elif key != "_partial_" and _norm(want) != _norm(have):
             diffs.append(f"{prefix}.{key}: config {want!r} vs checkpoint {have!r}")
     return diffs
@@ -228,6 +231,17 @@ def _class_of(target: Any) -> Any:
         return getattr(importlib.import_module(module), name, None)
     except ImportError:
         return None
+
+
+def _default(target: Any, key: str) -> Any:
+    """The default of constructor argument `key` of the class `target` names (a checkpoint written
+    before that argument existed was built with it), or a sentinel that equals nothing."""
+    cls = _class_of(target)
+    param = inspect.signature(cls).parameters.get(key) if isinstance(cls, type) else None
+    return _MISSING if param is None or param.default is inspect.Parameter.empty else param.default
+
+
+_MISSING = object()
 
 
 def _norm(v: Any) -> Any:

@@ -70,3 +70,83 @@ def test_linear_net_has_no_state():
 def test_bad_architecture_is_a_clear_error(kw):
     with pytest.raises(L2OError):
         CoordinatewiseLSTM(**kw)
+
+
+def _odd_net(p=10.0, cls=CoordinatewiseLSTM, **kw):
+    net = cls(hidden_size=8, num_layers=2, preprocess_p=p, output_scale=0.1, odd=True, **kw)
+    with torch.no_grad():
+        net.out_weight.normal_()
+        net.out_bias.normal_()
+    return net.double()
+
+
+@pytest.mark.parametrize("p", [None, 10.0])
+def test_odd_update_flips_sign_with_the_gradient_history(p):
+    net = _odd_net(p)
+    grads = [torch.randn(30, dtype=torch.float64) for _ in range(5)]
+    out = _run(net, grads)
+    assert torch.allclose(_run(net, [-g for g in grads]), -out, atol=1e-14)
+    assert out.abs().min() > 0  # not odd by being zero
+
+
+def test_odd_update_never_moves_a_coordinate_whose_gradient_is_always_zero():
+    grads = [torch.randn(10, dtype=torch.float64) for _ in range(6)]
+    for g in grads:
+        g[:4] = 0.0
+    assert torch.all(_run(_odd_net(), grads)[:, :4] == 0)
+    # without the symmetry the net's biases move them: the drift `odd` removes
+    assert torch.all(_run(_net(), grads)[:, :4] != 0)
+
+
+def test_odd_update_is_still_coordinatewise_and_keeps_one_state_per_stream():
+    net = _odd_net()
+    grads = [torch.randn(12, dtype=torch.float64) for _ in range(3)]
+    changed = [g.clone() for g in grads]
+    for g in changed:
+        g[1:] = torch.randn(11, dtype=torch.float64)
+    assert torch.equal(_run(net, grads)[:, 0], _run(net, changed)[:, 0])
+    state = net.init_state(flat(12), dtype=torch.float64)
+    assert sorted(state) == sorted(["h0", "c0", "h1", "c1"] + [f"mirror.{k}" for k in ("h0", "c0", "h1", "c1")])
+    # without autograd (evaluation) the chunked path gives the autograd path's updates
+    net.chunk_size = 5
+    with_autograd = _run(net, grads).detach()
+    with torch.no_grad():
+        assert torch.allclose(_run(net, grads), with_autograd, atol=1e-14)
+
+
+def test_odd_gac_flips_sign_too():
+    from l2o.optimizers.gac import LSTMGAC
+    net = _odd_net(cls=LSTMGAC, num_global=2)
+    grads = [torch.randn(30, dtype=torch.float64) for _ in range(4)]
+    assert torch.allclose(_run(net, [-g for g in grads]), -_run(net, grads), atol=1e-14)
+
+
+def test_odd_must_be_a_bool():
+    with pytest.raises(L2OError, match="odd"):
+        CoordinatewiseLSTM(odd="yes")
+
+
+def test_a_checkpoint_written_before_odd_existed_matches_its_default():
+    from l2o.checkpoint import architecture_diffs
+    stored = {"_target_": "l2o.optimizers.CoordinatewiseLSTM", "hidden_size": 20, "num_layers": 2,
+              "preprocess_p": 10.0, "output_scale": 0.1}
+    assert architecture_diffs(stored, {**stored, "odd": False}) == []
+    assert architecture_diffs(stored, {**stored, "odd": True}) == ["optimizer.odd: config True vs checkpoint None"]
+    assert architecture_diffs({**stored, "odd": True}, {**stored, "odd": False}) == [
+        "optimizer.odd: config False vs checkpoint True"]
+    # a field the class does not have is still a difference
+    assert architecture_diffs(stored, {**stored, "extra": 1}) == ["optimizer.extra: config 1 vs checkpoint None"]
+
+
+def test_init_may_start_an_odd_run_from_a_phi_trained_without_it(tmp_path):
+    from omegaconf import OmegaConf
+
+    from l2o.checkpoint import save_checkpoint
+    from l2o.cli.train import _init_from
+    plain = _net().float()
+    save_checkpoint(tmp_path / "plain.pt", plain)
+    odd = CoordinatewiseLSTM(hidden_size=8, num_layers=2, preprocess_p=10.0, output_scale=0.1, odd=True)
+    _init_from(OmegaConf.create({"init": str(tmp_path / "plain.pt")}), odd)
+    assert all(torch.equal(a, b) for a, b in zip(odd.state_dict().values(), plain.state_dict().values()))
+    with pytest.raises(L2OError, match="hidden_size"):  # other fields still have to match
+        _init_from(OmegaConf.create({"init": str(tmp_path / "plain.pt")}), CoordinatewiseLSTM(hidden_size=4, odd=True))

@@ -71,7 +71,8 @@ def _init_from(cfg: DictConfig, net: OptimizerNet) -> None:
         ckpt = load_checkpoint(cfg.init)
     except L2OError as exc:
         raise L2OError(f"init: {exc}") from exc
-    check_architecture(ckpt, net.full_config())
+    # `odd` uses the same φ differently, so a φ trained without it may start a run with it (and back)
+    check_architecture(ckpt, {k: v for k, v in net.full_config().items() if k != "odd"})
     try:
         net.load_state_dict(ckpt["optimizer_state"])
     except RuntimeError as exc:

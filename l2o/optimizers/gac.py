@@ -28,8 +28,8 @@ class LSTMGAC(CoordinatewiseLSTM):
     coordinatewise = False  # the averaging cells read every coordinate of the instance
 
     def __init__(self, hidden_size: int = 20, num_layers: int = 2, preprocess_p: float | None = 10.0,
-                 output_scale: float = 0.1, num_global: int = 5):
-        super().__init__(hidden_size, num_layers, preprocess_p, output_scale)
+                 output_scale: float = 0.1, num_global: int = 5, odd: bool = False):
+        super().__init__(hidden_size, num_layers, preprocess_p, output_scale, odd)
         if isinstance(num_global, bool) or not isinstance(num_global, int) or not 0 <= num_global <= self.hidden_size:
             raise L2OError(f"optimizer.num_global={num_global!r} must be an integer in 0..hidden_size={self.hidden_size}.")
         self.num_global = num_global

@@ -19,6 +19,9 @@ from l2o.optimizers.base import OptimizerNet, State
 from l2o.optimizers.preprocess import preprocess
 
 
+MIRROR = "mirror."  # state-key prefix of the negated stream (odd=True)
+
+
 def lstm_cell(pre: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
     """The elementwise part of a layer: gate pre-activations (4H, n), rows (i, f, o, g) with the
     cell-input rows g already doubled, and the cell state c (H, n) -> new (h, c).
@@ -51,7 +54,15 @@ class CoordinatewiseLSTM(OptimizerNet):
     per coordinate, times `output_scale`. `num_layers=0` is the linear coordinatewise net
     of the authors' CI check. `preprocess_p=None` feeds the raw gradient.
 
-    State: `h<l>`, `c<l>` of layer l, each (hidden, N)."""
+    `odd=True` makes the update an odd function of the gradient history, as SGD's, NAG's,
+    RMSprop's and Adam's are: the net runs twice, on the gradients and on their negatives (each
+    stream with its own state), and the update is half the difference. A coordinate whose
+    gradient has always been zero then never moves. Without it the net's bias moves such
+    coordinates a little every step (MNIST's always-blank pixels: about a third of the first
+    layer), a drift that grows with the horizon; see README, "Long horizons".
+
+    State: `h<l>`, `c<l>` of layer l, each (hidden, N); with `odd`, the same again under
+    `mirror.` for the negated stream."""
 
     NAME = "lstm"
     coordinatewise = True
@@ -62,8 +73,12 @@ class CoordinatewiseLSTM(OptimizerNet):
         num_layers: int = 2,
         preprocess_p: float | None = None,
         output_scale: float = 1.0,
+        odd: bool = False,
     ):
         super().__init__()
+        if not isinstance(odd, bool):
+            raise L2OError(f"optimizer.odd={odd!r} must be true or false.")
+        self.odd = odd
         if int(num_layers) < 0:
             raise L2OError(f"optimizer.num_layers={num_layers!r} must be >= 0 (0 = linear coordinatewise net).")
         if int(hidden_size) < 1:
@@ -113,14 +128,18 @@ class CoordinatewiseLSTM(OptimizerNet):
             "num_layers": self.num_layers,
             "preprocess_p": self.preprocess_p,
             "output_scale": self.output_scale,
+            "odd": self.odd,
         }
 
     def init_state(self, layout: Layout, device: torch.device | str | None = None,
                    dtype: torch.dtype | None = None) -> State:
         dtype = dtype or self.out_weight.dtype
         device = device or self.out_weight.device
-        return {f"{k}{layer}": torch.zeros(self.hidden_size, layout.size, device=device, dtype=dtype)
-                for layer in range(self.num_layers) for k in ("h", "c")}
+        state = {f"{k}{layer}": torch.zeros(self.hidden_size, layout.size, device=device, dtype=dtype)
+                 for layer in range(self.num_layers) for k in ("h", "c")}
+        if self.odd:
+            state.update({MIRROR + k: v.clone() for k, v in state.items()})
+        return state
 
     def features(self, grad: Tensor, state: State, layout: Layout) -> tuple[Tensor, State]:
         """The network's input features (features, N) and the state they need; here the
@@ -145,6 +164,16 @@ class CoordinatewiseLSTM(OptimizerNet):
     def update(self, grad: Tensor, state: State, layout: Layout, loss: Tensor | None = None,
                step: int = 0) -> tuple[Tensor, State]:
         """Updates g (same shape as `grad`) and the next state, for all coordinates at once."""
+        if not self.odd:
+            return self._stream(grad, state, layout)
+        plus = {k: v for k, v in state.items() if not k.startswith(MIRROR)}
+        minus = {k[len(MIRROR):]: v for k, v in state.items() if k.startswith(MIRROR)}
+        up, plus = self._stream(grad, plus, layout)
+        down, minus = self._stream(-grad, minus, layout)
+        return 0.5 * (up - down), {**plus, **{MIRROR + k: v for k, v in minus.items()}}
+
+    def _stream(self, grad: Tensor, state: State, layout: Layout) -> tuple[Tensor, State]:
+        """The net's output and next state for one stream of gradients."""
         x, new_state = self.features(grad.reshape(-1), state, layout)
         if not torch.is_grad_enabled() and type(self).mix is CoordinatewiseLSTM.mix:
             out = self._update_chunked(x, state, new_state)
