@@ -13,6 +13,7 @@ ARCHITECTURES = {
     "lstm": lambda: CoordinatewiseLSTM(hidden_size=10, num_layers=2, preprocess_p=10.0, output_scale=0.1),
     "lstm_gac": lambda: LSTMGAC(hidden_size=10, num_layers=2, preprocess_p=10.0, output_scale=0.1, num_global=3),
     "rnnprop": lambda: RNNprop(hidden_size=10, output_scale=0.1),
+    "lstm_odd": lambda: CoordinatewiseLSTM(hidden_size=10, num_layers=2, preprocess_p=10.0, output_scale=0.1, odd=True),
 }
 
 

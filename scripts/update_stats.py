@@ -1,0 +1,82 @@
+"""Where a learned optimizer's steps go on a long run, next to Adam's: why an LSTM stalls at long horizons.
+
+Every `--every` steps, on the `--experiment`'s test problems, it prints the mean loss and, for that
+step's update u = θ_{t+1} − θ_t:
+  - never-grad: the share of coordinates whose gradient has been exactly 0 at every step so far
+    (MNIST: input weights of pixels blank in every minibatch seen), and mean(u) and mean(|u|) over
+    them: SGD, Adam and any optimizer odd in the gradient history leave them alone, so nonzero
+    values there are drift;
+  - |u| rest: mean(|u|) over the other coordinates (Adam's shrinks as the gradient turns to noise);
+and at the end the mean and largest |θ_T − θ_0| of the first tensor (MNIST: the input layer).
+
+    python scripts/update_stats.py outputs/zoo/mnist_lstm_stable/train --steps 1000 --every 100
+    python scripts/update_stats.py CKPT --odd          # the same φ, run as an odd function (optimizer.odd)
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+
+from l2o.checkpoint import load_checkpoint, net_from_checkpoint
+from l2o.meta.unroll import start, unroll
+from l2o.optimizees.base import split_seeds
+
+
+def report(name: str, t: int, loss: torch.Tensor, never: torch.Tensor, u: torch.Tensor) -> None:
+    rest = ~never
+    zs = f"mean(u) {u[never].mean().item():+.2e} mean|u| {u[never].abs().mean().item():.2e}" if never.any() else "-"
+    print(f"{name:>7} t={t:6d} loss {loss.mean().item():.4g}  never-grad {never.float().mean().item():.3f}: {zs}"
+          f"  |u| rest {u[rest].abs().mean().item():.2e}", flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("checkpoint", help="a checkpoint or an l2o-train run directory")
+    ap.add_argument("--experiment", default="mnist", help="whose optimizee and test problems (default mnist)")
+    ap.add_argument("--steps", type=int, default=1000)
+    ap.add_argument("--every", type=int, default=100)
+    ap.add_argument("--problems", type=int, default=1)
+    ap.add_argument("--adam-lr", type=float, default=0.01, help="Adam's learning rate (0: no Adam)")
+    ap.add_argument("--odd", action="store_true", help="run the φ as an odd function of the gradient history")
+    args = ap.parse_args()
+    with initialize_config_dir(str(Path(__file__).resolve().parents[1] / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=[f"experiment={args.experiment}"])
+    problem = instantiate(cfg.optimizee).sample(split_seeds("test", args.problems))
+    first = problem.spec.layout(1).sizes[0]
+
+    net = net_from_checkpoint(load_checkpoint(args.checkpoint))
+    net.odd = args.odd or getattr(net, "odd", False)
+    carry = start(net, problem)
+    theta0, never = carry.params.clone(), torch.ones_like(carry.params, dtype=torch.bool)
+    while carry.step < args.steps:  # one step at a time; unroll detaches, so nothing accumulates
+        t, loss, before = carry.step, carry.loss, carry.params
+        never &= carry.grad == 0
+        _, _, carry = unroll(net, problem, carry, 1)
+        if t and t % args.every == 0:
+            report("odd" if net.odd else "learned", t, loss, never, carry.params - before)
+    moved = (carry.params - theta0)[:, :first].abs()
+    print(f"learned: |θ_T − θ_0| of the first tensor: mean {moved.mean().item():.3g}, max {moved.max().item():.3g}")
+
+    if args.adam_lr > 0:
+        params = problem.init_params().requires_grad_(True)
+        opt, state = torch.optim.Adam([params], lr=args.adam_lr), problem.init_state()
+        never = torch.ones_like(params, dtype=torch.bool)
+        for t in range(args.steps):
+            opt.zero_grad(set_to_none=True)
+            loss, state = problem.evaluate(params, t, state)
+            loss.sum().backward()
+            never &= params.grad == 0
+            before = params.detach().clone()
+            opt.step()
+            if t and t % args.every == 0:
+                report("adam", t, loss.detach(), never, params.detach() - before)
+        moved = (params.detach() - theta0)[:, :first].abs()
+        print(f"adam: |θ_T − θ_0| of the first tensor: mean {moved.mean().item():.3g}, max {moved.max().item():.3g}")
+
+
+if __name__ == "__main__":
+    main()
