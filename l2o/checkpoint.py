@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import importlib
 import inspect
-
 import pickle
 import random
 import sys

@@ -57,9 +57,10 @@ class CoordinatewiseLSTM(OptimizerNet):
     `odd=True` makes the update an odd function of the gradient history, as SGD's, NAG's,
     RMSprop's and Adam's are: the net runs twice, on the gradients and on their negatives (each
     stream with its own state), and the update is half the difference. A coordinate whose
-    gradient has always been zero then never moves. Without it the net's bias moves such
-    coordinates a little every step (MNIST's always-blank pixels: about a third of the first
-    layer), a drift that grows with the horizon; see README, "Long horizons".
+    gradient has always been zero then never moves. Without it the net's biases move such
+    coordinates by the same amount every step (MNIST: 15% of the coordinates, input weights of
+    pixels blank so far), a drift that grows with the horizon. Removing it did not by itself fix
+    the LSTM's long-horizon stall (README, "Long horizons"); it doubles the net's compute.
 
     State: `h<l>`, `c<l>` of layer l, each (hidden, N); with `odd`, the same again under
     `mirror.` for the negated stream."""
