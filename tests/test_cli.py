@@ -131,7 +131,7 @@ def test_experiment_presets_compose(tmp_path):
 
     ckpt = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
     assert ckpt["optimizer"] == {"_target_": "l2o.optimizers.lstm.CoordinatewiseLSTM", "hidden_size": 20, "num_layers": 2,
-                                 "preprocess_p": 5.0, "output_scale": 0.01}
+                                 "preprocess_p": 5.0, "output_scale": 0.01, "odd": False}
     assert ckpt["optimizee"]["config"]["distribution"] == "uniform"
     assert ckpt["config"]["schedule"]["problems_per_epoch"] == 4  # the command line wins over the preset
 
