@@ -1,4 +1,4 @@
-"""Where a learned optimizer's steps go on a long run, next to Adam's: why an LSTM stalls at long horizons.
+"""Where a learned optimizer's steps go on a long run, next to Adam's (README, "Long horizons").
 
 Every `--every` steps, on the `--experiment`'s test problems, it prints the mean loss and, for that
 step's update u = θ_{t+1} − θ_t:
@@ -6,7 +6,7 @@ step's update u = θ_{t+1} − θ_t:
     (MNIST: input weights of pixels blank in every minibatch seen), and mean(u) and mean(|u|) over
     them: SGD, Adam and any optimizer odd in the gradient history leave them alone, so nonzero
     values there are drift;
-  - |u| rest: mean(|u|) over the other coordinates (Adam's shrinks as the gradient turns to noise);
+  - |u| rest: mean(|u|) over the other coordinates;
 and at the end the mean and largest |θ_T − θ_0| of the first tensor (MNIST: the input layer).
 
     python scripts/update_stats.py outputs/zoo/mnist_lstm_stable/train --steps 1000 --every 100
