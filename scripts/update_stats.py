@@ -1,7 +1,8 @@
 """Where a learned optimizer's steps go on a long run, next to Adam's (README, "Long horizons").
 
-Every `--every` steps, on the `--experiment`'s test problems, it prints the mean loss and, for that
-step's update u = θ_{t+1} − θ_t:
+Every `--every` steps, on the `--experiment`'s test problems, it prints the mean minibatch loss over
+those `--every` steps (one minibatch's loss is too noisy to compare) and, for that step's update
+u = θ_{t+1} − θ_t:
   - never-grad: the share of coordinates whose gradient has been exactly 0 at every step so far
     (MNIST: input weights of pixels blank in every minibatch seen), and mean(u) and mean(|u|) over
     them: SGD, Adam and any optimizer odd in the gradient history leave them alone, so nonzero
@@ -26,10 +27,10 @@ from l2o.meta.unroll import start, unroll
 from l2o.optimizees.base import split_seeds
 
 
-def report(name: str, t: int, loss: torch.Tensor, never: torch.Tensor, u: torch.Tensor) -> None:
+def report(name: str, t: int, loss: float, never: torch.Tensor, u: torch.Tensor) -> None:
     rest = ~never
     zs = f"mean(u) {u[never].mean().item():+.2e} mean|u| {u[never].abs().mean().item():.2e}" if never.any() else "-"
-    print(f"{name:>7} t={t:6d} loss {loss.mean().item():.4g}  never-grad {never.float().mean().item():.3f}: {zs}"
+    print(f"{name:>7} t={t:6d} loss {loss:.4g}  never-grad {never.float().mean().item():.3f}: {zs}"
           f"  |u| rest {u[rest].abs().mean().item():.2e}", flush=True)
 
 
@@ -42,6 +43,8 @@ def main() -> None:
     ap.add_argument("--problems", type=int, default=1)
     ap.add_argument("--adam-lr", type=float, default=0.01, help="Adam's learning rate (0: no Adam)")
     ap.add_argument("--odd", action="store_true", help="run the φ as an odd function of the gradient history")
+    ap.add_argument("--step-factor", type=float, default=1.0,
+                    help="multiply the φ's output scale (every step) by this: is the step size what limits it?")
     args = ap.parse_args()
     with initialize_config_dir(str(Path(__file__).resolve().parents[1] / "conf"), version_base="1.3"):
         cfg = compose("train", overrides=[f"experiment={args.experiment}"])
@@ -50,30 +53,36 @@ def main() -> None:
 
     net = net_from_checkpoint(load_checkpoint(args.checkpoint))
     net.odd = args.odd or getattr(net, "odd", False)
+    net.output_scale *= args.step_factor
     carry = start(net, problem)
     theta0, never = carry.params.clone(), torch.ones_like(carry.params, dtype=torch.bool)
+    window, n = 0.0, 0
     while carry.step < args.steps:  # one step at a time; unroll detaches, so nothing accumulates
-        t, loss, before = carry.step, carry.loss, carry.params
+        t, before = carry.step, carry.params
+        window, n = window + carry.loss.mean().item(), n + 1
         never &= carry.grad == 0
         _, _, carry = unroll(net, problem, carry, 1)
         if t and t % args.every == 0:
-            report("odd" if net.odd else "learned", t, loss, never, carry.params - before)
+            report("odd" if net.odd else "learned", t, window / n, never, carry.params - before)
+            window, n = 0.0, 0
     moved = (carry.params - theta0)[:, :first].abs()
     print(f"learned: |θ_T − θ_0| of the first tensor: mean {moved.mean().item():.3g}, max {moved.max().item():.3g}")
 
     if args.adam_lr > 0:
         params = problem.init_params().requires_grad_(True)
         opt, state = torch.optim.Adam([params], lr=args.adam_lr), problem.init_state()
-        never = torch.ones_like(params, dtype=torch.bool)
+        never, window, n = torch.ones_like(params, dtype=torch.bool), 0.0, 0
         for t in range(args.steps):
             opt.zero_grad(set_to_none=True)
             loss, state = problem.evaluate(params, t, state)
             loss.sum().backward()
             never &= params.grad == 0
+            window, n = window + loss.detach().mean().item(), n + 1
             before = params.detach().clone()
             opt.step()
             if t and t % args.every == 0:
-                report("adam", t, loss.detach(), never, params.detach() - before)
+                report("adam", t, window / n, never, params.detach() - before)
+                window, n = 0.0, 0
         moved = (params.detach() - theta0)[:, :first].abs()
         print(f"adam: |θ_T − θ_0| of the first tensor: mean {moved.mean().item():.3g}, max {moved.max().item():.3g}")
 
