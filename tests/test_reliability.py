@@ -121,3 +121,22 @@ def test_persistent_nans_stop_with_a_clear_message(tmp_path):
     assert "meta-training diverged" in proc.stderr and "after 2 rollbacks" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert all(torch.isfinite(v).all() for v in _phi(run).values())
+
+
+def test_a_checkpoint_older_than_a_schedule_field_resumes_with_its_default(tmp_path, reference):
+    """A run saved before `schedule.val_window` existed has no such key; it was validated the
+    default way, so it resumes under the default and refuses any other value."""
+    import shutil
+    run = tmp_path / "old"
+    shutil.copytree(reference, run)
+    for name in ("last.pt", "last.prev.pt"):
+        path = run / "checkpoints" / name
+        if path.exists():
+            ckpt = torch.load(path, weights_only=True)
+            del ckpt["schedule"]["val_window"]
+            torch.save(ckpt, path)
+    err = run_cli("l2o-train", *TRAIN, "schedule.val_window=5", f"hydra.run.dir={run}", "resume=true",
+                  cwd=tmp_path, check=False)
+    assert err.returncode == 2 and "schedule.val_window: 1 -> 5" in err.stderr
+    run_cli("l2o-train", *TRAIN[1:], "schedule.epochs=301", f"hydra.run.dir={run}", "resume=true", cwd=tmp_path)
+    assert torch.load(run / "checkpoints" / "last.pt", weights_only=True)["training"]["progress"]["epoch"] == 301

@@ -111,3 +111,17 @@ def test_constant_horizon_can_validate_at_other_horizons(tmp_path):
     assert [e.value for e in events.Scalars("meta/horizon")] == [5, 5]   # trains at T = 5 only
     at5, at10, score = (events.Scalars(k) for k in ("val/loss_at_5", "val/loss_at_10", "val/final_loss"))
     assert score[0].value == pytest.approx((at5[0].value + at10[0].value) / 2)
+
+
+def test_validation_window_scores_the_mean_loss_of_the_last_steps():
+    from l2o.meta.trainer import validate
+    from l2o.meta.unroll import rollout
+    torch.manual_seed(0)
+    net, problem = CoordinatewiseLSTM(hidden_size=4), Quadratic().sample([0, 1, 2])
+    losses = rollout(net, problem, 10)[0]  # (11, 3): f(θ_0) .. f(θ_10)
+    assert validate(net, problem, [10])[10] == pytest.approx(losses[10].mean().item())
+    at = validate(net, problem, [4, 10], window=3)
+    assert at[10] == pytest.approx(losses[8:11].mean().item()) and at[4] == pytest.approx(losses[2:5].mean().item())
+    assert validate(net, problem, [2], window=50)[2] == pytest.approx(losses[:3].mean().item())  # clipped at step 0
+    with pytest.raises(L2OError, match="val_window"):
+        Schedule(val_window=0)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from l2o.checkpoint import CHECKPOINT_DIR, architecture_diffs, check_architectur
 from l2o.cli.common import CONF_DIR, build, choice, hparams, positive_int, run_dir, set_threads, user_errors
 from l2o.errors import L2OError
 from l2o.meta.distributed import close_world, init_world
+from l2o.meta.schedule import Schedule
 from l2o.meta.trainer import Interrupted, NanGuard, meta_train
 from l2o.optimizers.base import OptimizerNet
 from l2o.utils import atomic_write_text, configure_torch, resolve_device, seed_everything
@@ -47,8 +49,9 @@ def _resume_state(cfg: DictConfig, out: Path, net: OptimizerNet, schedule: Any, 
     ckpt = load_with_fallback(last)
     diffs = architecture_diffs(ckpt["optimizer"], net.full_config())
     saved = ckpt.get("schedule", {})
-    diffs += [f"schedule.{k}: {saved.get(k)!r} -> {v!r}" for k, v in schedule.to_dict().items()
-              if k not in RESUMABLE_CHANGES and saved.get(k) != v]
+    defaults = {f.name: f.default for f in fields(Schedule)}  # a field newer than the checkpoint: its default
+    diffs += [f"schedule.{k}: {saved.get(k, defaults[k])!r} -> {v!r}" for k, v in schedule.to_dict().items()
+              if k not in RESUMABLE_CHANGES and saved.get(k, defaults[k]) != v]
     if ckpt.get("optimizee", {}).get("config") != optimizee:
         diffs.append("optimizee: the checkpoint's optimizee config differs")
     if ckpt.get("config", {}).get("seed") != cfg.seed:

@@ -32,6 +32,7 @@ class Schedule:
     clip_grad_norm: float | None = 10.0
     val_every: int = 10
     num_val: int = 20
+    val_window: int = 1  # validation scores the mean loss over the last `val_window` steps up to each T
     patience: int | None = None  # validation checks without improvement before stopping
     truncation: Any = None  # l2o.meta.truncation object; None = Constant(horizon)
     objective: Any = None  # l2o.meta.objectives object; None = WeightedSum("uniform")
@@ -41,7 +42,7 @@ class Schedule:
     scaling: Any = None  # l2o.optimizees.scaling.RandomScaling: training problems randomly rescaled (Lv et al. 2017)
 
     def __post_init__(self) -> None:
-        for key in ("epochs", "horizon", "unroll", "problems_per_epoch", "val_every", "num_val"):
+        for key in ("epochs", "horizon", "unroll", "problems_per_epoch", "val_every", "num_val", "val_window"):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise L2OError(f"schedule.{key}={value!r} must be a positive integer.")

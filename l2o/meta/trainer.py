@@ -59,16 +59,19 @@ def mean_or_inf(total: float, count: int) -> float:
 
 
 def validate(net: OptimizerNet, val_problems: Problem | list[Problem], horizons: list[int], world: World = World(),
-             num_val: int | None = None) -> dict[int, float]:
+             num_val: int | None = None, window: int = 1) -> dict[int, float]:
     """Mean loss f(θ_T) of the frozen optimizer on the fixed validation problems at each T in
-    `horizons` (one rollout to the longest); a non-finite loss anywhere scores +inf. Under
-    several processes each holds some of the `num_val` problems and the sums are all-reduced.
+    `horizons` (one rollout to the longest); a non-finite loss anywhere scores +inf. `window` > 1
+    scores the mean over steps T − window + 1 .. T instead: on minibatch problems one step's loss
+    is mostly the noise of one minibatch, and a few validation problems cannot average it out.
+    Under several processes each holds some of the `num_val` problems and the sums are all-reduced.
     A list of problems (a mix of optimizees, one batch per member) scores the mean over members."""
     problems = val_problems if isinstance(val_problems, list) else [val_problems]
     totals = dict.fromkeys(horizons, 0.0)
     for problem in problems:
         losses = rollout(net, problem, max(horizons))[0]
-        sums = world.sum(losses[horizons].sum(dim=1))
+        at = torch.stack([losses[max(0, h - window + 1): h + 1].mean(dim=0) for h in horizons])
+        sums = world.sum(at.sum(dim=1))
         n = num_val or losses.shape[1]
         for h, s in zip(horizons, sums):
             totals[h] += mean_or_inf(float(s), n) / len(problems)
@@ -142,7 +145,8 @@ def next_stage(run: _Run, schedule: Schedule, val_problem: Problem | list[Proble
         run.net.load_state_dict(load_checkpoint(run.ckpt_dir / "best.pt")["optimizer_state"])
         prog.stage, prog.checks_since_best, prog.stage_improved, prog.stage_start = prog.stage + 1, 0, False, prog.epoch
         prog.stage_checks = 0
-        val_at = validate(run.net, val_problem, schedule.val_horizons_at(prog.stage), run.world, schedule.num_val)
+        val_at = validate(run.net, val_problem, schedule.val_horizons_at(prog.stage), run.world, schedule.num_val,
+                          schedule.val_window)
         prog.best_val = sum(val_at.values()) / len(val_at)
         run.save("best.pt", val_loss=prog.best_val)  # the same φ, scored by the new stage's yardstick
         log.message(f"l2o-train: curriculum stage {prog.stage} from epoch {epoch + 1}: T = "
@@ -265,7 +269,8 @@ def meta_train(
             last_epoch = prog.epoch == schedule.epochs
             validated = prog.epoch % schedule.val_every == 0 or last_epoch
             if validated:
-                val_at = validate(net, val_problem, schedule.val_horizons_at(prog.stage), world, schedule.num_val)
+                val_at = validate(net, val_problem, schedule.val_horizons_at(prog.stage), world, schedule.num_val,
+                              schedule.val_window)
                 val = sum(val_at.values()) / len(val_at)
                 prog.stage_checks += 1
                 log.scalars(epoch, {"val/final_loss": val,
