@@ -12,6 +12,8 @@ and at the end the mean and largest |θ_T − θ_0| of the first tensor (MNIST: 
 
     python scripts/update_stats.py outputs/zoo/mnist_lstm_stable/train --steps 1000 --every 100
     python scripts/update_stats.py CKPT --odd          # the same φ, run as an odd function (optimizer.odd)
+    python scripts/update_stats.py CKPT --steps 10000 --every 1000 --problems 4 --step-factor 0.33
+                                                       # every step × 0.33: does a smaller step keep it falling?
 """
 from __future__ import annotations
 
