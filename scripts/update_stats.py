@@ -55,7 +55,10 @@ def main() -> None:
 
     net = net_from_checkpoint(load_checkpoint(args.checkpoint))
     net.odd = args.odd or getattr(net, "odd", False)
-    net.output_scale *= args.step_factor
+    if args.step_factor != 1.0:
+        if not hasattr(net, "output_scale"):
+            ap.error(f"--step-factor: {type(net).__name__} has no output_scale to multiply")
+        net.output_scale *= args.step_factor
     carry = start(net, problem)
     theta0, never = carry.params.clone(), torch.ones_like(carry.params, dtype=torch.bool)
     window, n = 0.0, 0
