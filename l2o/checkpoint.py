@@ -232,12 +232,17 @@ def _class_of(target: Any) -> Any:
         return None
 
 
-def _default(target: Any, key: str) -> Any:
-    """The default of constructor argument `key` of the class `target` names (a checkpoint written
-    before that argument existed was built with it), or a sentinel that equals nothing."""
-    cls = _class_of(target)
-    param = inspect.signature(cls).parameters.get(key) if isinstance(cls, type) else None
+def constructor_default(cls: type, key: str) -> Any:
+    """The default of constructor argument `key` of `cls` (a checkpoint written before that
+    argument existed was built with it), or a sentinel that equals nothing."""
+    param = inspect.signature(cls).parameters.get(key)
     return _MISSING if param is None or param.default is inspect.Parameter.empty else param.default
+
+
+def _default(target: Any, key: str) -> Any:
+    """`constructor_default` of the class a `_target_` string names."""
+    cls = _class_of(target)
+    return constructor_default(cls, key) if isinstance(cls, type) else _MISSING
 
 
 _MISSING = object()

@@ -61,33 +61,33 @@ def main() -> None:
         net.output_scale *= args.step_factor
     carry = start(net, problem)
     theta0, never = carry.params.clone(), torch.ones_like(carry.params, dtype=torch.bool)
-    window, n = 0.0, 0
+    window: list[float] = []  # the minibatch losses since the last report
     while carry.step < args.steps:  # one step at a time; unroll detaches, so nothing accumulates
         t, before = carry.step, carry.params
-        window, n = window + carry.loss.mean().item(), n + 1
+        window.append(carry.loss.mean().item())
         never &= carry.grad == 0
         _, _, carry = unroll(net, problem, carry, 1)
         if t and t % args.every == 0:
-            report("odd" if net.odd else "learned", t, window / n, never, carry.params - before)
-            window, n = 0.0, 0
+            report("odd" if net.odd else "learned", t, sum(window) / len(window), never, carry.params - before)
+            window.clear()
     moved = (carry.params - theta0)[:, :first].abs()
     print(f"learned: |θ_T − θ_0| of the first tensor: mean {moved.mean().item():.3g}, max {moved.max().item():.3g}")
 
     if args.adam_lr > 0:
         params = problem.init_params().requires_grad_(True)
         opt, state = torch.optim.Adam([params], lr=args.adam_lr), problem.init_state()
-        never, window, n = torch.ones_like(params, dtype=torch.bool), 0.0, 0
+        never, window = torch.ones_like(params, dtype=torch.bool), []
         for t in range(args.steps):
             opt.zero_grad(set_to_none=True)
             loss, state = problem.evaluate(params, t, state)
             loss.sum().backward()
             never &= params.grad == 0
-            window, n = window + loss.detach().mean().item(), n + 1
+            window.append(loss.detach().mean().item())
             before = params.detach().clone()
             opt.step()
             if t and t % args.every == 0:
-                report("adam", t, window / n, never, params.detach() - before)
-                window, n = 0.0, 0
+                report("adam", t, sum(window) / len(window), never, params.detach() - before)
+                window.clear()
         moved = (params.detach() - theta0)[:, :first].abs()
         print(f"adam: |θ_T − θ_0| of the first tensor: mean {moved.mean().item():.3g}, max {moved.max().item():.3g}")
 

@@ -1,6 +1,7 @@
 """Interrupt, kill, corrupt and poison a run; it must resume bit for bit or stop clearly."""
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -126,7 +127,6 @@ def test_persistent_nans_stop_with_a_clear_message(tmp_path):
 def test_a_checkpoint_older_than_a_schedule_field_resumes_with_its_default(tmp_path, reference):
     """A run saved before `schedule.val_window` existed has no such key; it was validated the
     default way, so it resumes under the default and refuses any other value."""
-    import shutil
     run = tmp_path / "old"
     shutil.copytree(reference, run)
     for name in ("last.pt", "last.prev.pt"):

@@ -3,14 +3,14 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from l2o.checkpoint import CHECKPOINT_DIR, architecture_diffs, check_architecture, load_checkpoint, load_with_fallback
+from l2o.checkpoint import (CHECKPOINT_DIR, architecture_diffs, check_architecture, constructor_default,
+                            load_checkpoint, load_with_fallback)
 from l2o.cli.common import CONF_DIR, build, choice, hparams, positive_int, run_dir, set_threads, user_errors
 from l2o.errors import L2OError
 from l2o.meta.distributed import close_world, init_world
@@ -49,9 +49,10 @@ def _resume_state(cfg: DictConfig, out: Path, net: OptimizerNet, schedule: Any, 
     ckpt = load_with_fallback(last)
     diffs = architecture_diffs(ckpt["optimizer"], net.full_config())
     saved = ckpt.get("schedule", {})
-    defaults = {f.name: f.default for f in fields(Schedule)}  # a field newer than the checkpoint: its default
-    diffs += [f"schedule.{k}: {saved.get(k, defaults[k])!r} -> {v!r}" for k, v in schedule.to_dict().items()
-              if k not in RESUMABLE_CHANGES and saved.get(k, defaults[k]) != v]
+    for k, v in schedule.to_dict().items():
+        had = saved.get(k, constructor_default(Schedule, k))  # a field newer than the checkpoint: its default
+        if k not in RESUMABLE_CHANGES and had != v:
+            diffs.append(f"schedule.{k}: {had!r} -> {v!r}")
     if ckpt.get("optimizee", {}).get("config") != optimizee:
         diffs.append("optimizee: the checkpoint's optimizee config differs")
     if ckpt.get("config", {}).get("seed") != cfg.seed:
