@@ -150,3 +150,57 @@ def test_init_may_start_an_odd_run_from_a_phi_trained_without_it(tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(odd.state_dict().values(), plain.state_dict().values()))
     with pytest.raises(L2OError, match="hidden_size"):  # other fields still have to match
         _init_from(OmegaConf.create({"init": str(tmp_path / "plain.pt")}), CoordinatewiseLSTM(hidden_size=4, odd=True))
+
+
+def _timed_net(scales=(10.0, 100.0)):
+    net = CoordinatewiseLSTM(hidden_size=8, num_layers=2, preprocess_p=10.0, output_scale=0.1, time_scales=scales)
+    with torch.no_grad():
+        net.out_weight.normal_()
+        net.out_bias.normal_()
+    return net.double()
+
+
+def _step_at(net, g, step):
+    layout = flat(g.numel())
+    return net(g, net.init_state(layout, dtype=torch.float64), layout, step=step)[0]
+
+
+def test_time_features_are_tanh_of_step_over_each_scale():
+    net = _timed_net((10.0, 100.0))
+    assert torch.allclose(net.time_features(50, torch.zeros(1, dtype=torch.float64)).reshape(-1),
+                          torch.tanh(torch.tensor([50 / 10 - 1, 50 / 100 - 1], dtype=torch.float64)))
+
+
+def test_time_features_let_the_same_gradient_and_state_step_differently_late_in_a_run():
+    net = _timed_net()
+    g = torch.randn(9, dtype=torch.float64)
+    early, late = _step_at(net, g, 0), _step_at(net, g, 5000)
+    assert not torch.allclose(early, late)
+    # still coordinatewise: permuting the coordinates permutes the updates at any step
+    perm = torch.randperm(9)
+    assert torch.allclose(_step_at(net, g[perm], 5000), late[perm], atol=1e-12)
+    # and the chunked evaluation path (no autograd) gives the autograd path's updates
+    net.chunk_size = 4
+    with torch.no_grad():
+        assert torch.allclose(_step_at(net, g, 5000), late.detach(), atol=1e-14)
+
+
+def test_a_phi_without_time_features_starts_a_net_with_them_unchanged():
+    old = _net()
+    new = _timed_net((10.0, 100.0, 1000.0))
+    stored = old.full_config()
+    assert "time_scales" not in stored  # absent, not [], so older checkpoints compare equal
+    new.load_state_dict(new.adapt_state_dict(old.state_dict(), stored))
+    assert torch.count_nonzero(new.weights[0][:, 8 + 2:8 + 5]) == 0
+    grads = [torch.randn(11, dtype=torch.float64) for _ in range(3)]
+    for step in (0, 40, 7000):
+        assert torch.allclose(_step_at(new, grads[0], step), _step_at(old, grads[0], step), atol=1e-14)
+    # the new inputs' weights get a meta-gradient, so training can move them
+    _step_at(new, grads[1], 300).pow(2).sum().backward()
+    assert new.weights[0].grad[:, 8 + 2:8 + 5].abs().sum() > 0
+
+
+@pytest.mark.parametrize("bad", [[0.0], [-5], ["soon"], [float("inf")]])
+def test_time_scales_must_be_positive_numbers(bad):
+    with pytest.raises(L2OError, match="time_scales"):
+        CoordinatewiseLSTM(time_scales=bad)

@@ -69,6 +69,12 @@ class OptimizerNet(nn.Module):
     def from_config(cls, config: dict[str, Any]) -> "OptimizerNet":
         return cls(**config)
 
+    def adapt_state_dict(self, state_dict: dict[str, Tensor], config: dict[str, Any]) -> dict[str, Tensor]:
+        """A φ saved by the architecture `config` (a checkpoint's), fitted to this net for `init=`:
+        where this net adds inputs that φ lacked (`CoordinatewiseLSTM.time_scales`) their weights
+        start at zero. The default fits nothing: the weights must match as they are."""
+        return state_dict
+
     def compile_layers(self, enable: bool = True) -> "OptimizerNet":
         """Switch on fused (torch.compile'd) kernels where the architecture has them; results
         equal the eager path to float tolerance. The default has none."""

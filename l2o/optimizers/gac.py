@@ -11,6 +11,7 @@ between coordinates only through the averaged cells and never between instances.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -28,8 +29,9 @@ class LSTMGAC(CoordinatewiseLSTM):
     coordinatewise = False  # the averaging cells read every coordinate of the instance
 
     def __init__(self, hidden_size: int = 20, num_layers: int = 2, preprocess_p: float | None = 10.0,
-                 output_scale: float = 0.1, num_global: int = 5, odd: bool = False):
-        super().__init__(hidden_size, num_layers, preprocess_p, output_scale, odd)
+                 output_scale: float = 0.1, num_global: int = 5, odd: bool = False,
+                 time_scales: Sequence[float] | None = None):
+        super().__init__(hidden_size, num_layers, preprocess_p, output_scale, odd, time_scales)
         if isinstance(num_global, bool) or not isinstance(num_global, int) or not 0 <= num_global <= self.hidden_size:
             raise L2OError(f"optimizer.num_global={num_global!r} must be an integer in 0..hidden_size={self.hidden_size}.")
         self.num_global = num_global

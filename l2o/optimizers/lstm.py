@@ -8,6 +8,7 @@ matrix is contiguous (PERF-NOTES: 3-6x faster elementwise kernels than (N, 4H)).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -62,6 +63,13 @@ class CoordinatewiseLSTM(OptimizerNet):
     pixels blank so far), a drift that grows with the horizon. Removing it did not by itself fix
     the LSTM's long-horizon stall (README, "Long horizons"); it doubles the net's compute.
 
+    `time_scales=[τ1, τ2, ...]` adds one input per τ, tanh(t/τ − 1) at optimizee step t, the same
+    for every coordinate (the training-step features of Metz et al.'s learned optimizers). Without
+    them the net cannot tell step 100 from step 9,000 when the gradients look alike, so its steps
+    cannot shrink late in a run as Adam's do (README, "Long horizons": the LSTM's stall there is
+    its step size). A φ trained without them starts a run with them (`init=`) unchanged: their
+    input weights start at zero (`adapt_state_dict`).
+
     State: `h<l>`, `c<l>` of layer l, each (hidden, N); with `odd`, the same again under
     `mirror.` for the negated stream."""
 
@@ -75,6 +83,7 @@ class CoordinatewiseLSTM(OptimizerNet):
         preprocess_p: float | None = None,
         output_scale: float = 1.0,
         odd: bool = False,
+        time_scales: Sequence[float] | None = None,
     ):
         super().__init__()
         if not isinstance(odd, bool):
@@ -89,7 +98,14 @@ class CoordinatewiseLSTM(OptimizerNet):
         self.hidden_size, self.num_layers = int(hidden_size), int(num_layers)
         self.preprocess_p = None if preprocess_p is None else float(preprocess_p)
         self.output_scale = float(output_scale)
-        in_features = 1 if self.preprocess_p is None else 2
+        try:
+            self.time_scales = tuple(float(t) for t in time_scales or ())
+        except (TypeError, ValueError):
+            self.time_scales = (math.nan,)
+        if not all(math.isfinite(t) and t > 0 for t in self.time_scales):
+            raise L2OError(f"optimizer.time_scales={time_scales!r} must be numbers > 0 (optimizee steps).")
+        self.grad_features = 1 if self.preprocess_p is None else 2
+        in_features = self.grad_features + len(self.time_scales)
 
         # One fused matrix per layer: gates (i, f, o, g) = W @ [h; x; 1], so a layer is one
         # matmul and the three sigmoid gates are one contiguous block.
@@ -130,7 +146,26 @@ class CoordinatewiseLSTM(OptimizerNet):
             "preprocess_p": self.preprocess_p,
             "output_scale": self.output_scale,
             "odd": self.odd,
+            **({"time_scales": list(self.time_scales)} if self.time_scales else {}),
         }
+
+    def adapt_state_dict(self, state_dict: dict[str, Tensor], config: dict[str, Any]) -> dict[str, Tensor]:
+        """A φ saved with architecture `config`, fitted to this net where they differ only in
+        `time_scales` added here: the new inputs' columns of the first layer start at zero, so the
+        net computes exactly what the stored φ did until meta-training moves them."""
+        missing = len(self.time_scales) - len(config.get("time_scales") or ())
+        if missing <= 0 or config.get("time_scales") or not self.num_layers:
+            return state_dict
+        state_dict = dict(state_dict)
+        w = state_dict["weights.0"]
+        split = w.shape[1] - 1  # [h; x; 1]: the new inputs go after x, before the bias column
+        state_dict["weights.0"] = torch.cat((w[:, :split], w.new_zeros(w.shape[0], missing), w[:, split:]), 1)
+        return state_dict
+
+    def time_features(self, step: int, like: Tensor) -> Tensor:
+        """(len(time_scales), 1): tanh(t/τ − 1) for each τ at optimizee step t."""
+        t = torch.tensor([step / tau - 1.0 for tau in self.time_scales], dtype=like.dtype, device=like.device)
+        return torch.tanh(t).unsqueeze(1)
 
     def init_state(self, layout: Layout, device: torch.device | str | None = None,
                    dtype: torch.dtype | None = None) -> State:
@@ -166,16 +201,18 @@ class CoordinatewiseLSTM(OptimizerNet):
                step: int = 0) -> tuple[Tensor, State]:
         """Updates g (same shape as `grad`) and the next state, for all coordinates at once."""
         if not self.odd:
-            return self._stream(grad, state, layout)
+            return self._stream(grad, state, layout, step)
         plus = {k: v for k, v in state.items() if not k.startswith(MIRROR)}
         minus = {k[len(MIRROR):]: v for k, v in state.items() if k.startswith(MIRROR)}
-        up, plus = self._stream(grad, plus, layout)
-        down, minus = self._stream(-grad, minus, layout)
+        up, plus = self._stream(grad, plus, layout, step)
+        down, minus = self._stream(-grad, minus, layout, step)
         return 0.5 * (up - down), {**plus, **{MIRROR + k: v for k, v in minus.items()}}
 
-    def _stream(self, grad: Tensor, state: State, layout: Layout) -> tuple[Tensor, State]:
+    def _stream(self, grad: Tensor, state: State, layout: Layout, step: int) -> tuple[Tensor, State]:
         """The net's output and next state for one stream of gradients."""
         x, new_state = self.features(grad.reshape(-1), state, layout)
+        if self.time_scales:
+            x = torch.cat((x, self.time_features(step, x).expand(-1, x.shape[1])))
         if not torch.is_grad_enabled() and type(self).mix is CoordinatewiseLSTM.mix:
             out = self._update_chunked(x, state, new_state)
             return self.output(out, new_state).reshape(grad.shape), new_state
