@@ -131,7 +131,8 @@ def test_experiment_presets_compose(tmp_path):
 
     ckpt = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
     assert ckpt["optimizer"] == {"_target_": "l2o.optimizers.lstm.CoordinatewiseLSTM", "hidden_size": 20, "num_layers": 2,
-                                 "preprocess_p": 5.0, "output_scale": 0.01, "odd": False}
+                                 "preprocess_p": 5.0, "output_scale": 0.01, "odd": False,
+                                 "time_scales": None}
     assert ckpt["optimizee"]["config"]["distribution"] == "uniform"
     assert ckpt["config"]["schedule"]["problems_per_epoch"] == 4  # the command line wins over the preset
 
@@ -262,6 +263,27 @@ def test_init_starts_a_new_run_from_a_trained_phi(trained, tmp_path):
     for k, v in ckpt["optimizer_state"].items():
         assert torch.allclose(v, src[k], atol=1e-9), k   # the trained φ, barely moved by meta-lr 1e-12
     assert any(not torch.allclose(scratch[k], src[k], atol=1e-6) for k in src)   # not the seed's fresh φ
+
+
+def test_init_adds_time_features_to_a_phi_trained_without_them(trained, tmp_path):
+    import torch
+    _, run = trained
+    src = torch.load(run / "checkpoints" / "best.pt", weights_only=True)["optimizer_state"]
+    out = tmp_path / "timed"
+    run_cli("l2o-train", *TINY_TRAIN, f"init={run}", "optimizer.time_scales=[5,50,500]", "schedule.meta_lr=1e-12",
+            f"hydra.run.dir={out}", cwd=tmp_path)
+    ckpt = torch.load(out / "checkpoints" / "last.pt", weights_only=True)
+    assert ckpt["optimizer"]["time_scales"] == [5.0, 50.0, 500.0]
+    new, old = ckpt["optimizer_state"]["weights.0"], src["weights.0"]
+    assert new.shape == (old.shape[0], old.shape[1] + 3)
+    split = old.shape[1] - 1  # [h; x; 1]: the time inputs sit between x and the bias column
+    assert torch.allclose(new[:, :split], old[:, :split], atol=1e-9)
+    assert torch.allclose(new[:, -1], old[:, -1], atol=1e-9)
+    assert new[:, split:split + 3].abs().max() < 1e-6   # started at zero, barely moved by meta-lr 1e-12
+    # a φ that has time features is not silently loaded into a net without them
+    proc = run_cli("l2o-train", *TINY_TRAIN, f"init={out}", f"hydra.run.dir={tmp_path / 'back'}", cwd=tmp_path,
+                   check=False)
+    assert proc.returncode != 0 and "time_scales" in proc.stderr
 
 
 def test_baselines_from_reuses_an_earlier_evaluations_baselines(trained, tmp_path):

@@ -189,7 +189,7 @@ def test_a_phi_without_time_features_starts_a_net_with_them_unchanged():
     old = _net()
     new = _timed_net((10.0, 100.0, 1000.0))
     stored = old.full_config()
-    assert "time_scales" not in stored  # absent, not [], so older checkpoints compare equal
+    assert stored["time_scales"] is None  # the constructor's default, so checkpoints older than it compare equal
     new.load_state_dict(new.adapt_state_dict(old.state_dict(), stored))
     assert torch.count_nonzero(new.weights[0][:, 8 + 2:8 + 5]) == 0
     grads = [torch.randn(11, dtype=torch.float64) for _ in range(3)]

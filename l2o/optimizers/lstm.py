@@ -146,7 +146,7 @@ class CoordinatewiseLSTM(OptimizerNet):
             "preprocess_p": self.preprocess_p,
             "output_scale": self.output_scale,
             "odd": self.odd,
-            **({"time_scales": list(self.time_scales)} if self.time_scales else {}),
+            "time_scales": list(self.time_scales) or None,
         }
 
     def adapt_state_dict(self, state_dict: dict[str, Tensor], config: dict[str, Any]) -> dict[str, Tensor]:
