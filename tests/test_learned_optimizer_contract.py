@@ -301,13 +301,15 @@ def test_passing_the_model_gives_names_and_kinds_and_the_same_plain_update():
 def test_pretrained_optimizers_ship_with_the_package():
     from l2o.pretrained import available
 
-    assert {"quadratic", "mnist", "mnist_stable_rnnprop"} <= set(available())
-    model = nn.Sequential(nn.Linear(784, 20), nn.Sigmoid(), nn.Linear(20, 10))
+    assert {"quadratic", "mnist", "mnist_stable_rnnprop", "mnist_stable_time"} <= set(available())
     gen = torch.Generator().manual_seed(0)
     x = torch.rand(128, 784, generator=gen)
     y = (x @ torch.randn(784, 10, generator=gen)).argmax(1)  # a learnable labelling
-    opt = LearnedOptimizer.from_pretrained("mnist", model)
-    losses = train_losses(model, opt, lambda m: nn.functional.cross_entropy(m(x), y), 20)
-    assert losses[-1] < 0.8 * losses[0]  # it trains an MLP like the one it was meta-trained on
+    for name in ("mnist", "mnist_stable_time"):  # the second reads the step count (time features)
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(784, 20), nn.Sigmoid(), nn.Linear(20, 10))
+        opt = LearnedOptimizer.from_pretrained(name, model)
+        losses = train_losses(model, opt, lambda m: nn.functional.cross_entropy(m(x), y), 20)
+        assert losses[-1] < 0.8 * losses[0], name  # it trains an MLP like the one it was meta-trained on
     with pytest.raises(L2OError, match="available: .*mnist"):
         LearnedOptimizer.from_pretrained("imagenet", model)
