@@ -104,8 +104,7 @@ class CoordinatewiseLSTM(OptimizerNet):
             self.time_scales = (math.nan,)
         if not all(math.isfinite(t) and t > 0 for t in self.time_scales):
             raise L2OError(f"optimizer.time_scales={time_scales!r} must be numbers > 0 (optimizee steps).")
-        self.grad_features = 1 if self.preprocess_p is None else 2
-        in_features = self.grad_features + len(self.time_scales)
+        in_features = (1 if self.preprocess_p is None else 2) + len(self.time_scales)
 
         # One fused matrix per layer: gates (i, f, o, g) = W @ [h; x; 1], so a layer is one
         # matmul and the three sigmoid gates are one contiguous block.
@@ -153,13 +152,13 @@ class CoordinatewiseLSTM(OptimizerNet):
         """A φ saved with architecture `config`, fitted to this net where they differ only in
         `time_scales` added here: the new inputs' columns of the first layer start at zero, so the
         net computes exactly what the stored φ did until meta-training moves them."""
-        missing = len(self.time_scales) - len(config.get("time_scales") or ())
-        if missing <= 0 or config.get("time_scales") or not self.num_layers:
+        if config.get("time_scales") or not self.time_scales or not self.num_layers:
             return state_dict
         state_dict = dict(state_dict)
         w = state_dict["weights.0"]
         split = w.shape[1] - 1  # [h; x; 1]: the new inputs go after x, before the bias column
-        state_dict["weights.0"] = torch.cat((w[:, :split], w.new_zeros(w.shape[0], missing), w[:, split:]), 1)
+        zeros = w.new_zeros(w.shape[0], len(self.time_scales))
+        state_dict["weights.0"] = torch.cat((w[:, :split], zeros, w[:, split:]), 1)
         return state_dict
 
     def time_features(self, step: int, like: Tensor) -> Tensor:
