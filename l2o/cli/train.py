@@ -75,9 +75,7 @@ def _init_from(cfg: DictConfig, net: OptimizerNet) -> None:
         ckpt = load_checkpoint(cfg.init)
     except L2OError as exc:
         raise L2OError(f"init: {exc}") from exc
-    # `odd` uses the same φ differently, so a φ trained without it may start a run with it (and back);
-    # a φ without `time_scales` may start a run with them (their input weights start at zero)
-    free = {"odd"} | ({"time_scales"} if not ckpt["optimizer"].get("time_scales") else set())
+    free = net.init_free_fields(ckpt["optimizer"])  # e.g. the LSTM's `odd`
     check_architecture(ckpt, {k: v for k, v in net.full_config().items() if k not in free})
     try:
         net.load_state_dict(net.adapt_state_dict(ckpt["optimizer_state"], ckpt["optimizer"]))

@@ -69,6 +69,12 @@ class OptimizerNet(nn.Module):
     def from_config(cls, config: dict[str, Any]) -> "OptimizerNet":
         return cls(**config)
 
+    def init_free_fields(self, config: dict[str, Any]) -> set[str]:
+        """The fields of this net's config that may differ from a checkpoint's architecture `config`
+        when `init=` starts a run from its φ (`CoordinatewiseLSTM`: `odd`, and `time_scales` that φ
+        lacked). The default: none, every field must match."""
+        return set()
+
     def adapt_state_dict(self, state_dict: dict[str, Tensor], config: dict[str, Any]) -> dict[str, Tensor]:
         """A φ saved by the architecture `config` (a checkpoint's), fitted to this net for `init=`:
         where this net adds inputs that φ lacked (`CoordinatewiseLSTM.time_scales`) their weights

@@ -148,6 +148,11 @@ class CoordinatewiseLSTM(OptimizerNet):
             "time_scales": list(self.time_scales) or None,
         }
 
+    def init_free_fields(self, config: dict[str, Any]) -> set[str]:
+        """`odd` uses the same φ differently, so a φ trained without it may start a run with it (and
+        back); a φ without `time_scales` may start a run with them (`adapt_state_dict`)."""
+        return {"odd"} | ({"time_scales"} if not config.get("time_scales") else set())
+
     def adapt_state_dict(self, state_dict: dict[str, Tensor], config: dict[str, Any]) -> dict[str, Tensor]:
         """A φ saved with architecture `config`, fitted to this net where they differ only in
         `time_scales` added here: the new inputs' columns of the first layer start at zero, so the
