@@ -117,5 +117,52 @@ def set_threads(cfg: DictConfig) -> None:
         torch.set_num_threads(threads)
 
 
+# Presets that became overrides of a paper preset (conf/experiment/ keeps only the paper's settings;
+# how φ is trained is conf/recipe/, how it is judged conf/protocol/).
+REMOVED_PRESETS = {
+    "mnist_dm": "experiment=mnist optimizer=lstm_dm",
+    "mnist_steps200": "experiment=mnist protocol=steps200",
+    "mnist_units40": "experiment=mnist optimizee.hidden=[40]",
+    "mnist_layers2": "experiment=mnist optimizee.hidden=[20,20]",
+    "mnist_relu": "experiment=mnist optimizee.activation=relu",
+    "mnist_sweep": "l2o-study run paper (its units mnist/sweep/*), or --multirun experiment=mnist protocol=sweep "
+                   "optimizee.hidden=[5],[10],[20],[35],[50],[5,5],[10,10],[20,20],[35,35],[50,50]",
+    "mnist_steps1000": "experiment=mnist protocol=steps1000",
+    "mnist_steps10000": "experiment=mnist protocol=steps10000",
+    "mnist_relu_steps1000": "experiment=mnist protocol=steps1000 optimizee.activation=relu",
+    "mnist_relu_steps10000": "experiment=mnist protocol=steps10000 optimizee.activation=relu",
+    "mnist_layers2_steps1000": "experiment=mnist protocol=steps1000 optimizee.hidden=[20,20]",
+    "mnist_layers2_steps10000": "experiment=mnist protocol=steps10000 optimizee.hidden=[20,20]",
+    "mnist_stable": "experiment=mnist recipe=stable protocol=steps1000 experiment_name=mnist_stable",
+    "mnist_stable_rnnprop": "experiment=mnist recipe=stable optimizer=rnnprop protocol=steps1000 experiment_name=mnist_stable_rnnprop",
+    "mnist_stable_gac": "experiment=mnist recipe=stable optimizer=lstm_gac protocol=steps1000 experiment_name=mnist_stable_gac",
+    "mnist_robust": "experiment=mnist recipe=robust optimizer=rnnprop experiment_name=mnist_robust",
+    "mnist_cl_il": "experiment=mnist recipe=cl_il optimizer=lstm_dm protocol=steps1000 experiment_name=mnist_cl_il",
+    "quadratic_stable": "experiment=quadratic recipe=stable_quadratic",
+    "quadratic_dm": "experiment=quadratic optimizer=lstm_dm optimizee.distribution=uniform schedule.problems_per_epoch=128 (l2o-train)",
+    "cifar_sub": "experiment=cifar10 optimizee.labels=[5,6,7,8,9] experiment_name=cifar_sub",
+    "cifar_sub_cpu": "experiment=cifar10_cpu optimizee.labels=[5,6,7,8,9] experiment_name=cifar_sub_cpu",
+    "cifar5": "experiment=cifar10 optimizee.labels=[0,1,2,3,4] +learned.lstm_sub=outputs/cifar_sub/train",
+    "cifar2": "experiment=cifar10 optimizee.labels=[0,1] +learned.lstm_sub=outputs/cifar_sub/train",
+    "cifar5_cpu": "experiment=cifar10_cpu optimizee.labels=[0,1,2,3,4] +learned.lstm_sub=outputs/cifar_sub_cpu/train",
+    "cifar2_cpu": "experiment=cifar10_cpu optimizee.labels=[0,1] +learned.lstm_sub=outputs/cifar_sub_cpu/train",
+    "neural_art_128": "experiment=neural_art optimizee.size=128",
+    "neural_art_newstyle": "experiment=neural_art optimizee.style=skimage:brick.png",
+}
+
+
+def refuse_removed_presets(prog: str, argv: list[str] | None = None) -> None:
+    """A removed preset on the command line is an error naming its replacement (before Hydra's own
+    "could not find" error, which would not)."""
+    for arg in sys.argv[1:] if argv is None else argv:
+        key, _, value = arg.partition("=")
+        if key.lstrip("+") != "experiment":
+            continue
+        for name in value.split(","):  # --multirun experiment=a,b
+            if name in REMOVED_PRESETS:
+                print(f"{prog}: error: experiment={name} was removed; use {REMOVED_PRESETS[name]}", file=sys.stderr)
+                sys.exit(2)
+
+
 # conf/ sits at the repository root beside l2o/ (an editable install, `pip install -e .`).
 CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")

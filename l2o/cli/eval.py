@@ -10,7 +10,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from l2o.checkpoint import check_architecture, load_checkpoint, net_from_checkpoint, training_horizon
-from l2o.cli.common import CONF_DIR, build, choice, hparams, positive_int, run_dir, set_threads, user_errors
+from l2o.cli.common import (CONF_DIR, build, choice, hparams, positive_int, refuse_removed_presets, run_dir,
+                             set_threads, user_errors)
 from l2o.errors import L2OError
 from l2o.evaluation import gallery
 from l2o.evaluation.evaluate import evaluate
@@ -154,8 +155,13 @@ def _check_baselines_source(cfg: DictConfig) -> None:
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="eval")
-def main(cfg: DictConfig) -> float:
+def _main(cfg: DictConfig) -> float:
     return run(cfg)
+
+
+def main() -> None:
+    refuse_removed_presets("l2o-eval")
+    _main()
 
 
 if __name__ == "__main__":

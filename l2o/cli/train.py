@@ -11,7 +11,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from l2o.checkpoint import (CHECKPOINT_DIR, architecture_diffs, check_architecture, constructor_default,
                             load_checkpoint, load_with_fallback)
-from l2o.cli.common import CONF_DIR, build, choice, hparams, positive_int, run_dir, set_threads, user_errors
+from l2o.cli.common import (CONF_DIR, build, choice, hparams, positive_int, refuse_removed_presets, run_dir,
+                             set_threads, user_errors)
 from l2o.errors import L2OError
 from l2o.meta.distributed import close_world, init_world
 from l2o.meta.schedule import Schedule
@@ -163,8 +164,13 @@ def _train(cfg: DictConfig, net: OptimizerNet, schedule: Any, family: Any, devic
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
-def main(cfg: DictConfig) -> float:
+def _main(cfg: DictConfig) -> float:
     return train(cfg)
+
+
+def main() -> None:
+    refuse_removed_presets("l2o-train")
+    _main()
 
 
 if __name__ == "__main__":
