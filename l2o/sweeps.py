@@ -166,9 +166,22 @@ def width_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def write_widths(sweep_dir: Path, rows: list[dict[str, Any]]) -> Path:
+def widths_table(rows: list[dict[str, Any]]) -> str:
+    """Final loss per (depth, width) and optimizer, best per row in bold; `rows` from `width_rows`."""
+    names = list(dict.fromkeys(r["optimizer"] for r in rows))
+    lines = ["| layers | width | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
+    for d in sorted({r["layers"] for r in rows}):
+        for width in sorted({r["width"] for r in rows if r["layers"] == d}):
+            cells = {r["optimizer"]: r["final_loss"] for r in rows if r["layers"] == d and r["width"] == width}
+            best = min(cells.values())
+            lines.append(f"| {d} | {width} | " + " | ".join(
+                (f"**{cells[n]:.4g}**" if cells.get(n) == best else f"{cells[n]:.4g}") if n in cells else "-" for n in names) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def widths_plot(path: Path, rows: list[dict[str, Any]]) -> None:
     """The paper's architecture-sweep plot: final loss vs hidden width, one panel per depth, one
-    line per optimizer (95% CI bars), with the table (best per row in bold) in sweep.{md,csv,png}."""
+    line per optimizer (95% CI bars); `rows` from `width_rows`."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -176,26 +189,8 @@ def write_widths(sweep_dir: Path, rows: list[dict[str, Any]]) -> Path:
 
     from l2o.evaluation.report import save_figure
 
-    rows = width_rows(rows)
-    keys = ["job", "layers", "width", "optimizer", "final_loss", "ci_lo", "ci_hi", "sum_loss", "lr", "diverged"]
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=keys, extrasaction="ignore")
-    w.writeheader()
-    w.writerows(rows)
-    atomic_write_text(sweep_dir / "sweep.csv", buf.getvalue())
-
     names = list(dict.fromkeys(r["optimizer"] for r in rows))
     depths = sorted({r["layers"] for r in rows})
-    lines = ["| layers | width | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
-    for d in depths:
-        for width in sorted({r["width"] for r in rows if r["layers"] == d}):
-            cells = {r["optimizer"]: r["final_loss"] for r in rows if r["layers"] == d and r["width"] == width}
-            best = min(cells.values())
-            lines.append(f"| {d} | {width} | " + " | ".join(
-                (f"**{cells[n]:.4g}**" if cells.get(n) == best else f"{cells[n]:.4g}") if n in cells else "-" for n in names) + " |")
-    md = sweep_dir / "sweep.md"
-    atomic_write_text(md, "Final training loss (mean over test problems; best in bold)\n\n" + "\n".join(lines) + "\n")
-
     fig, axes = plt.subplots(1, len(depths), figsize=(5.2 * len(depths), 4), dpi=120, squeeze=False)
     for ax, d in zip(axes[0], depths):
         for n in names:
@@ -210,7 +205,21 @@ def write_widths(sweep_dir: Path, rows: list[dict[str, Any]]) -> Path:
         ax.set_title(f"{d} hidden layer{'s' if d != 1 else ''}")
         ax.grid(True, which="both", alpha=0.25)
         ax.legend(fontsize=8)
-    save_figure(fig, sweep_dir / "sweep.png")
+    save_figure(fig, path)
+
+
+def write_widths(sweep_dir: Path, rows: list[dict[str, Any]]) -> Path:
+    """The widths view of a sweep directory: sweep.{md,csv,png}."""
+    rows = width_rows(rows)
+    keys = ["job", "layers", "width", "optimizer", "final_loss", "ci_lo", "ci_hi", "sum_loss", "lr", "diverged"]
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=keys, extrasaction="ignore")
+    w.writeheader()
+    w.writerows(rows)
+    atomic_write_text(sweep_dir / "sweep.csv", buf.getvalue())
+    md = sweep_dir / "sweep.md"
+    atomic_write_text(md, "Final training loss (mean over test problems; best in bold)\n\n" + widths_table(rows))
+    widths_plot(sweep_dir / "sweep.png", rows)
     return md
 
 

@@ -1,0 +1,94 @@
+"""Where each unit stands, read from its run directory alone: done (its result file exists),
+partial (work saved, no result: a stopped run that `resume=true` continues) or missing; and
+whether the work in a run directory was made with the unit's composed config."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+from l2o.errors import L2OError
+from l2o.study.spec import Unit, plain
+
+RESULT = {"train": "result.json", "eval": "summary.json"}   # written last: their presence means "done"
+# How a run is executed, not what it computes: never a reason to refuse a run directory.
+RUN_SETTINGS = frozenset({"progress", "workers", "threads", "resume"})
+
+
+@dataclass
+class State:
+    status: str                  # done | partial | missing
+    seconds: float | None        # wall time of the unit's sessions so far (unit.json, else result.json)
+    record: dict[str, Any]       # unit.json: sessions, each with its machine and date
+
+
+def has_work(unit: Unit) -> bool:
+    d = unit.run_dir
+    if unit.cli == "train":
+        return (d / "checkpoints" / "last.pt").exists() or (d / "checkpoints" / "last.prev.pt").exists()
+    return (d / "partial" / "meta.json").exists()
+
+
+def state(unit: Unit) -> State:
+    d = unit.run_dir
+    record = json.loads((d / "unit.json").read_text()) if (d / "unit.json").is_file() else {}
+    seconds = record.get("wall_seconds")
+    if (d / RESULT[unit.cli]).is_file():
+        if seconds is None and unit.cli == "train":
+            seconds = json.loads((d / "result.json").read_text()).get("train_seconds")
+        return State("done", seconds, record)
+    return State("partial" if has_work(unit) else "missing", seconds, record)
+
+
+def compose_configs(units: Iterable[Unit], config_dirs: tuple[str, ...] = ()) -> dict[tuple[str, str], dict[str, Any]]:
+    """Each unit's composed config, as its CLI would compose it (Hydra's compose API)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+
+    from l2o.cli.common import CONF_DIR
+
+    search = [f"hydra.searchpath=[{','.join('file://' + str(Path(d).resolve()) for d in config_dirs)}]"] if config_dirs else []
+    out = {}
+    with initialize_config_dir(CONF_DIR, version_base="1.3"):
+        for unit in units:
+            try:
+                out[unit.key] = plain(compose({"train": "train", "eval": "eval"}[unit.cli], [*unit.overrides, *search]))
+            except HydraException as exc:
+                raise L2OError(f"unit {unit.label}: its overrides do not compose ({str(exc).splitlines()[0]}); "
+                               f"command: {unit.command()}") from exc
+    return out
+
+
+def differences(saved: dict[str, Any], composed: dict[str, Any], prefix: str = "") -> list[str]:
+    """`key: saved -> composed` for every leaf that differs, run settings left out."""
+    out = []
+    for key in sorted(set(saved) | set(composed), key=str):
+        if not prefix and key in RUN_SETTINGS:
+            continue
+        a, b = saved.get(key, "<absent>"), composed.get(key, "<absent>")
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key}: {a!r} -> {b!r}")
+    return out
+
+
+def check_configs(units: Iterable[Unit], composed: dict[tuple[str, str], dict[str, Any]]) -> None:
+    """A run directory that holds work (a result or a resumable part) made with another composed
+    config is never reused: an error naming each such unit and the keys that differ."""
+    import yaml
+
+    problems = []
+    for unit in units:
+        saved_path = unit.run_dir / ".hydra" / "config.yaml"
+        if not saved_path.is_file() or state(unit).status == "missing":
+            continue
+        diff = differences(yaml.safe_load(saved_path.read_text()) or {}, composed[unit.key])
+        if diff:
+            shown = "; ".join(diff[:8]) + (f"; and {len(diff) - 8} more" if len(diff) > 8 else "")
+            problems.append(f"{unit.label} ({unit.run_dir}): {shown}")
+    if problems:
+        raise L2OError("these units' run directories hold results made with a different config (saved -> now), "
+                       "so they are not reused:\n  " + "\n  ".join(problems)
+                       + "\nRestore the unit's settings, or move the run directory away to run the unit again.")
