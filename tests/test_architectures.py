@@ -138,6 +138,39 @@ def test_untrained_adam_lstm_is_torch_adam_and_its_outputs_reach_phi():
         AdamLSTM(lr=0.0)
 
 
+@pytest.mark.parametrize("cls", [RNNprop, AdamLSTM])
+def test_step_features_and_odd_updates_work_for_the_other_coordinatewise_nets(cls):
+    """`time_scales` and `odd` are not LSTM-only: RNNprop and AdamLSTM take them too. A φ trained
+    without step features, fitted with them (init=), steps exactly as before at any step; an odd
+    net's update flips sign with the gradient history; the chunked no-grad path equals autograd's."""
+    torch.manual_seed(0)
+    layout = Layout.build([("w", (37,), "other")])
+    plain, timed = cls(), cls(time_scales=[10, 1000])
+    timed.load_state_dict(timed.adapt_state_dict(plain.state_dict(), plain.full_config()))
+    grads = [torch.randn(37) for _ in range(3)]
+    s_plain, s_timed = plain.init_state(layout), timed.init_state(layout)
+    for step, g in zip((0, 40, 7000), grads):
+        u_plain, s_plain = plain.update(g, s_plain, layout, None, step)
+        u_timed, s_timed = timed.update(g, s_timed, layout, None, step)
+        assert torch.equal(u_plain, u_timed)
+    with torch.no_grad():
+        for w in timed.parameters():   # now the features matter: step 0 and step 5,000 differ
+            w.normal_(0, 0.5)
+        s = timed.init_state(layout)
+        assert not torch.allclose(timed.update(grads[0], s, layout, None, 0)[0], timed.update(grads[0], s, layout, None, 5000)[0])
+    odd = cls(odd=True, time_scales=[10])
+    with torch.no_grad():
+        for w in odd.parameters():
+            w.normal_(0, 0.5)
+    up, down = odd.init_state(layout), odd.init_state(layout)
+    for step, g in enumerate(grads):
+        with torch.no_grad():
+            u_up, up = odd.update(g, up, layout, None, step)
+        u_down, down = odd.update(-g, down, layout, None, step)   # autograd path
+        assert torch.allclose(u_up, -u_down, atol=1e-6)
+    assert cls.from_config(odd.config()).config() == odd.config()
+
+
 def test_format1_checkpoint_loads_and_gives_identical_updates():
     ckpt = load_checkpoint(FIXTURES / "format1_lstm.pt")
     assert ckpt["optimizer"] == {"_target_": "l2o.optimizers.lstm.CoordinatewiseLSTM", "hidden_size": 8,

@@ -126,7 +126,8 @@ def test_two_value_multirun_for_both_clis(tmp_path):
 
 def test_experiment_presets_compose(tmp_path):
     run = tmp_path / "dm"
-    run_cli("l2o-train", "experiment=quadratic_dm", *TINY_TRAIN, f"hydra.run.dir={run}", cwd=tmp_path)
+    run_cli("l2o-train", "experiment=quadratic", "optimizer=lstm_dm", "optimizee.distribution=uniform", *TINY_TRAIN,
+            f"hydra.run.dir={run}", cwd=tmp_path)
     import torch
 
     ckpt = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
@@ -193,7 +194,8 @@ def test_stable_recipe_trains_through_the_cli_and_its_presets_compose(tmp_path):
     tiny = ("schedule.epochs=8", "schedule.problems_per_epoch=4", "schedule.unroll=5", "schedule.val_every=1",
             "schedule.num_val=4", "schedule.truncation.horizons=[10,20]", "schedule.truncation.patience=1",
             "schedule.truncation.stage_epochs=[3,3]", "schedule.imitation.probability=[0.0,1.0]", "progress=false")
-    run_cli("l2o-train", "experiment=quadratic_stable", "scaling=random", *tiny, f"hydra.run.dir={run}", cwd=tmp_path)
+    run_cli("l2o-train", "experiment=quadratic", "recipe=stable_quadratic", "scaling=random", *tiny, f"hydra.run.dir={run}",
+            cwd=tmp_path)
     ckpt = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
     sched = ckpt["schedule"]
     assert sched["truncation"]["_target_"].endswith("Adaptive") and sched["truncation"]["horizons"] == [10, 20]
@@ -206,43 +208,58 @@ def test_stable_recipe_trains_through_the_cli_and_its_presets_compose(tmp_path):
     out = tmp_path / "stable_eval"
     run_cli("l2o-eval", f"checkpoint={run}", "compare=[adam]", "steps=40", *TINY_EVAL, f"hydra.run.dir={out}", cwd=tmp_path)
     assert json.loads((out / "summary.json").read_text())["steps"] == 40
-    for preset in ("mnist_stable", "mnist_stable_rnnprop", "mnist_stable_gac", "mnist_cl_il", "mnist_relu_steps10000",
-                   "mnist_layers2_steps1000"):
-        cli = "l2o-eval" if "steps" in preset else "l2o-train"
-        cfg = run_cli(cli, f"experiment={preset}", "--cfg", "job", cwd=tmp_path).stdout
-        assert "l2o.meta.truncation.Adaptive" in cfg or "steps:" in cfg, preset
-    import yaml   # experiment=mnist_robust: mnist_stable_rnnprop's recipe cut to 100 -> 200, evaluated at 100
-    robust = yaml.safe_load(run_cli("l2o-train", "experiment=mnist_robust", "--cfg", "job", cwd=tmp_path).stdout)
+    import yaml   # recipe=robust on RNNprop: the stable recipe cut to 100 -> 200
+    robust = yaml.safe_load(run_cli("l2o-train", "experiment=mnist", "recipe=robust", "optimizer=rnnprop", "--cfg", "job",
+                                    cwd=tmp_path).stdout)
     assert robust["optimizer"]["_target_"].endswith("RNNprop")
     assert robust["schedule"]["imitation"] and robust["schedule"]["scaling"]
     assert robust["schedule"]["truncation"]["horizons"] == [100, 200]
-    assert (robust["steps"], robust["num_test"], robust["tuning"]["num_problems"]) == (100, 100, 100)
+    protocol = yaml.safe_load(run_cli("l2o-eval", "experiment=mnist", "protocol=steps10000", "optimizee.activation=relu",
+                                      "--cfg", "job", cwd=tmp_path).stdout)
+    assert (protocol["steps"], protocol["num_test"], protocol["tuning"]["steps"], protocol["tuning"]["num_problems"]) == \
+        (10000, 20, 1000, 5) and protocol["optimizee"]["activation"] == "relu"
 
 
-def test_stable_presets_curricula_are_group_options_that_truncation_constant_replaces():
-    """README: switch the curriculum off with `truncation=constant`; the presets' curricula are
-    truncation options (not experiment keys), so nothing of theirs is left for Constant to refuse."""
+def test_removed_presets_name_their_replacement(tmp_path):
+    for cli, preset, replacement in (("l2o-eval", "mnist_steps200", "experiment=mnist protocol=steps200"),
+                                     ("l2o-train", "mnist_stable_rnnprop", "experiment=mnist recipe=stable optimizer=rnnprop"),
+                                     ("l2o-eval", "cifar2_cpu", "experiment=cifar10_cpu optimizee.labels=[0,1]")):
+        proc = run_cli(cli, f"experiment={preset}", cwd=tmp_path, check=False)
+        assert proc.returncode == 2 and f"experiment={preset} was removed; use {replacement}" in proc.stderr, proc.stderr
+        assert not (tmp_path / "outputs").exists()
+
+
+def test_experiment_presets_hold_only_the_papers_settings():
+    from conftest import REPO
+
+    presets = sorted(p.stem for p in (REPO / "conf" / "experiment").glob("*.yaml"))
+    assert len(presets) <= 12, presets
+    assert {"quadratic", "mnist", "cifar10", "cifar10_cpu", "neural_art"} <= set(presets)
+
+
+def test_stable_recipes_curricula_are_group_options_that_truncation_constant_replaces():
+    """Switch the curriculum off with `truncation=constant`; the recipes' curricula are truncation
+    options (not recipe keys), so nothing of theirs is left for Constant to refuse."""
     from hydra import compose, initialize_config_dir
     from hydra.utils import instantiate
 
     from conftest import REPO
     from l2o.meta.truncation import Adaptive, Constant
 
-    expected = {"mnist_stable": ([100, 200, 500, 1000], 4, [300, 200, 100, 50]),
-                "mnist_stable_rnnprop": ([100, 200, 500, 1000], 4, [300, 200, 100, 50]),
-                "mnist_stable_gac": ([100, 200, 500, 1000], 4, [300, 200, 100, 50]),
-                "mnist_robust": ([100, 200], 4, [300, 200]),
-                "quadratic_stable": ([100, 200, 500, 1000], 6, [300, 200, 100, 50]),
-                "mnist_cl_il": ([100, 200, 500, 1000, 1500, 2000, 2500, 3000], 1, None)}  # Chen et al.: no budgets
+    expected = {("mnist", "stable"): ([100, 200, 500, 1000], 4, [300, 200, 100, 50]),
+                ("mnist", "robust"): ([100, 200], 4, [300, 200]),
+                ("quadratic", "stable_quadratic"): ([100, 200, 500, 1000], 6, [300, 200, 100, 50]),
+                ("mnist", "cl_il"): ([100, 200, 500, 1000, 1500, 2000, 2500, 3000], 1, None)}  # Chen et al.: no budgets
     with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
-        for preset, (horizons, patience, stage_epochs) in expected.items():
-            trunc = compose("train", overrides=[f"experiment={preset}"]).schedule.truncation
+        for (experiment, recipe), (horizons, patience, stage_epochs) in expected.items():
+            preset = [f"experiment={experiment}", f"recipe={recipe}"]
+            trunc = compose("train", overrides=preset).schedule.truncation
             assert trunc._target_.endswith("Adaptive"), preset
             caps = None if trunc.stage_epochs is None else list(trunc.stage_epochs)
             assert (list(trunc.horizons), trunc.patience, caps) == (horizons, patience, stage_epochs), preset
-            assert trunc.min_checks == (3 if preset == "mnist_cl_il" else 1), preset
+            assert trunc.min_checks == (3 if recipe == "cl_il" else 1), preset
             assert isinstance(instantiate(trunc), Adaptive)
-            off = compose("train", overrides=[f"experiment={preset}", "truncation=constant"]).schedule
+            off = compose("train", overrides=[*preset, "truncation=constant"]).schedule
             assert set(off.truncation) == {"_target_", "horizon", "validate_at"}, preset
             assert isinstance(instantiate(off).truncation, Constant)
 

@@ -14,7 +14,7 @@ from l2o.sweeps import GatherCallback, gather
 def _job(root, num, hidden, finals):
     job = root / str(num)
     (job / ".hydra").mkdir(parents=True)
-    (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump([f"optimizee.hidden={hidden}", "experiment=mnist_sweep"]))
+    (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump([f"optimizee.hidden={hidden}", "experiment=mnist", "protocol=sweep"]))
     (job / ".hydra" / "config.yaml").write_text(yaml.safe_dump({"optimizee": {"hidden": hidden}, "checkpoint": "ckpt"}))
     opts = {n: {"final_loss": f, "final_loss_ci95": [f * 0.9, f * 1.1], "sum_loss": 10 * f, "lr": None if n == "lstm" else 0.1,
                 "diverged": 0.0} for n, f in finals.items()}
@@ -37,7 +37,7 @@ def _check_widths(sweep):
 
 
 def test_widths_view_builds_one_table_csv_and_plot_beside_the_ranked_table(sweep, capsys):
-    # as experiment=mnist_sweep configures it: hydra.callbacks.gather.views=[widths]
+    # as the widths view is configured: hydra.callbacks.gather.views=[widths]
     GatherCallback(views=OmegaConf.create(["widths"])).on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep)}}}))
     _check_widths(sweep)
     assert "ranked by `final_loss/lstm`" in (sweep / "gathered.md").read_text()

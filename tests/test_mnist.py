@@ -113,7 +113,7 @@ def test_mnist_train_and_eval_end_to_end(tmp_path):
     run = tmp_path / "train"
     run_cli("l2o-train", *TINY_MNIST, f"hydra.run.dir={run}", cwd=tmp_path)
     out = tmp_path / "eval"
-    proc = run_cli("l2o-eval", "experiment=mnist_relu", "compile=false", f"checkpoint={run}", *TINY_EVAL, "num_test=4", "steps=5",
+    proc = run_cli("l2o-eval", "experiment=mnist", "optimizee.activation=relu", "compile=false", f"checkpoint={run}", *TINY_EVAL, "num_test=4", "steps=5",
                    f"hydra.run.dir={out}", cwd=tmp_path)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["optimizee"] == "mnist_mlp" and summary["steps"] == 5

@@ -167,34 +167,30 @@ TINY_ART = ("optimizee.size=16", "optimizee.features.kind=random_shallow", "sche
             "schedule.problems_per_epoch=2")
 
 
+@pytest.mark.slow  # the smoke study (tests/test_study.py) runs the same preset's training and an evaluation with images
 def test_presets_run_end_to_end_through_the_clis(tmp_path):
-    """l2o-train experiment=neural_art, the three evaluations (64 px, 128 px -> here 16 and 32, new
-    style) with their image grids, and the report, on a tiny budget."""
+    """l2o-train experiment=neural_art and the three evaluations (64 px, 128 px -> here 16 and 32, new
+    style) with their image grids, on a tiny budget."""
     import json
-    import subprocess
-    import sys
 
-    from conftest import REPO, TINY_EVAL, TINY_TRAIN, run_cli
+    from conftest import TINY_EVAL, TINY_TRAIN, run_cli
 
     run_cli("l2o-train", "experiment=neural_art", *TINY_TRAIN, *TINY_ART, cwd=tmp_path)
     ckpt = torch.load(tmp_path / "outputs/neural_art/train/checkpoints/last.pt", weights_only=True)
     assert "random_shallow (seeded random weights" in ckpt["optimizee"]["description"]
     tiny_eval = (*TINY_EVAL, "num_test=2", "chunk_problems=2", "steps=6", "tuning.num_problems=1", "workers=1",
                  "optimizee.features.kind=random_shallow", "gallery.steps=[0,2,6]", "gallery.problems=1")
-    run_cli("l2o-eval", "experiment=neural_art", "optimizee.size=16", *tiny_eval, cwd=tmp_path)
-    run_cli("l2o-eval", "experiment=neural_art_128", "optimizee.size=32", *tiny_eval, cwd=tmp_path)
-    new = run_cli("l2o-eval", "experiment=neural_art_newstyle", "optimizee.size=16", *tiny_eval, cwd=tmp_path)
-    assert "images.png" in new.stdout
     root = tmp_path / "outputs/neural_art"
+    run_cli("l2o-eval", "experiment=neural_art", "optimizee.size=16", *tiny_eval, cwd=tmp_path)
+    run_cli("l2o-eval", "experiment=neural_art", "optimizee.size=32", *tiny_eval, f"hydra.run.dir={root}/eval_128", cwd=tmp_path)
+    new = run_cli("l2o-eval", "experiment=neural_art", "optimizee.size=16", "optimizee.style=skimage:brick.png", *tiny_eval,
+                  f"hydra.run.dir={root}/eval_newstyle", cwd=tmp_path)
+    assert "images.png" in new.stdout
     summary = json.loads((root / "eval_newstyle/summary.json").read_text())
     assert "style brick.png" in summary["optimizee_description"] and "random_shallow" in summary["optimizee_description"]
     gallery = torch.load(root / "eval_128/images.pt", weights_only=True)
     assert gallery["images"]["lstm"].shape == (3, 1, 3, 32, 32) and set(gallery["images"]) == {"lstm", "sgd", "rmsprop", "adam", "nag"}
-    assert (root / "eval/images.png").stat().st_size > 10_000
-    subprocess.run([sys.executable, str(REPO / "scripts" / "art_report.py"), "outputs/neural_art"], cwd=tmp_path, check=True)
-    report = (root / "REPORT.md").read_text()
-    assert "| 128×128 | 6 | 2 | lstm | learned |" in report and "eval_128/images.png" in report
-    assert (root / "art.png").stat().st_size > 10_000
+    assert (root / "eval/images.png").is_file()
 
 
 def test_gallery_images_are_the_evaluation_trajectories():
@@ -216,30 +212,3 @@ def test_gallery_images_are_the_evaluation_trajectories():
     assert torch.allclose(g["images"]["adam"][0], prob.images(prob.init_params()).clamp(0, 1))
     assert not torch.allclose(g["images"]["adam"][1], g["images"]["adam"][2])
     assert g["steps"] == [0, 3, 5] and g["names"] == prob.content_names
-
-
-def test_room_script_runs_torch_optimizers_on_the_problems():
-    """scripts/neural_art_room.py (how much room hand-designed optimizers leave): its Adam is
-    torch.optim.Adam stepped on the problem, L-BFGS with line search lowers the loss, bad kinds fail."""
-    import importlib.util
-
-    from conftest import REPO
-
-    spec = importlib.util.spec_from_file_location("neural_art_room", REPO / "scripts" / "neural_art_room.py")
-    room = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(room)
-    problem = tiny_family().sample(split_seeds("val", 2))
-    params = problem.init_params().clone().requires_grad_(True)
-    opt, state = torch.optim.Adam([params], lr=0.05), problem.init_state()
-    for t in range(4):
-        loss, state = problem.evaluate(params, t, state)
-        opt.zero_grad()
-        loss.sum().backward()
-        opt.step()
-    expected = problem.evaluate(params, 4, state)[0].mean().item()
-    assert room.final_loss(problem, "adam:0.05", 4) == pytest.approx(expected, rel=1e-6)
-    start = problem.evaluate(problem.init_params(), 0, problem.init_state())[0].mean().item()
-    assert room.final_loss(problem, "lbfgs_ls:1:5", 8) < start
-    assert room.final_loss(problem, "adam:0.05:cos", 4) != pytest.approx(expected, rel=1e-6)
-    with pytest.raises(SystemExit, match="unknown optimizer kind"):
-        room.final_loss(problem, "lion:0.1", 4)

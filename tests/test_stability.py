@@ -294,31 +294,3 @@ def test_final_log_loss_is_the_mean_log_over_problems_that_did_not_diverge():
     assert c.final_log_loss == pytest.approx((math.log(1e-2) + math.log(1e-6)) / 2)
     assert c.final_log_loss < math.log(float(c.mean[-1]))  # the mean loss hides the 1e-6 problem
     assert math.isnan(Curve.from_losses(torch.tensor([[1.0], [0.0]]), 10).final_log_loss)  # ln 0: undefined
-
-
-# --- the zoo table ---------------------------------------------------------------------------
-
-def _summary(learned, adam, diverged=0.0):
-    row = lambda loss, lr, div=0.0: {"final_loss": loss, "lr": lr, "diverged": div}  # noqa: E731
-    return {"optimizers": {"lstm": row(learned, None, diverged), "adam": row(adam, 0.03)}}
-
-
-def test_zoo_table_reads_runs_and_marks_wins(tmp_path):
-    import json
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    for name, secs, cells in (("mnist_lstm_paper", 1620.0, {100: (0.22, 0.31), 10000: (0.35, 0.0012, 0.1)}),
-                              ("mnist_rnnprop_stable", None, {100: (0.4, 0.31)})):
-        (tmp_path / name / "train").mkdir(parents=True)
-        if secs:
-            (tmp_path / name / "train" / "result.json").write_text(json.dumps({"train_seconds": secs}))
-        for steps, values in cells.items():
-            (tmp_path / name / f"steps{steps}").mkdir()
-            (tmp_path / name / f"steps{steps}" / "summary.json").write_text(json.dumps(_summary(*values)))
-    script = Path(__file__).resolve().parents[1] / "scripts" / "zoo.py"
-    out = subprocess.run([sys.executable, str(script), str(tmp_path)], check=True, capture_output=True, text=True).stdout
-    assert "| lstm | paper | **0.22 / 0.31** | 0.35 / 0.0012 (div 10%) | mnist 27 min |" in out
-    assert "| rnnprop | stable | 0.4 / 0.31 | – | mnist – |" in out
-    assert (tmp_path / "ZOO.md").read_text().count("\n|") == 4  # header, rule, two rows

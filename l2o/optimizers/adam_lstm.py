@@ -16,6 +16,7 @@ sees RNNprop's scale-free inputs (m̂/√v̂, g/√v̂) with these same moments.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -33,8 +34,8 @@ class AdamLSTM(RNNprop):
 
     def __init__(self, lr: float = 1e-3, lr_range: float = 2.0, hidden_size: int = 20, num_layers: int = 2,
                  output_scale: float = 1.0, input_units: int = 20, beta1: float = 0.9, beta2: float = 0.999,
-                 eps: float = 1e-8):
-        super().__init__(hidden_size, num_layers, output_scale, input_units, beta1, beta2, eps)
+                 eps: float = 1e-8, odd: bool = False, time_scales: Sequence[float] | None = None):
+        super().__init__(hidden_size, num_layers, output_scale, input_units, beta1, beta2, eps, odd, time_scales)
         for key, value in (("lr", lr), ("lr_range", lr_range)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
                 raise L2OError(f"optimizer.{key}={value!r} must be a number > 0.")

@@ -173,13 +173,16 @@ class CoordinatewiseLSTM(OptimizerNet):
 
     def init_state(self, layout: Layout, device: torch.device | str | None = None,
                    dtype: torch.dtype | None = None) -> State:
-        dtype = dtype or self.out_weight.dtype
-        device = device or self.out_weight.device
-        state = {f"{k}{layer}": torch.zeros(self.hidden_size, layout.size, device=device, dtype=dtype)
-                 for layer in range(self.num_layers) for k in ("h", "c")}
+        state = self.stream_state(layout, device or self.out_weight.device, dtype or self.out_weight.dtype)
         if self.odd:
             state.update({MIRROR + k: v.clone() for k, v in state.items()})
         return state
+
+    def stream_state(self, layout: Layout, device: torch.device | str, dtype: torch.dtype) -> State:
+        """The state of one stream of gradients (`odd` keeps two): each layer's h and c. Subclasses
+        with more state per coordinate (RNNprop's moments) add theirs here."""
+        return {f"{k}{layer}": torch.zeros(self.hidden_size, layout.size, device=device, dtype=dtype)
+                for layer in range(self.num_layers) for k in ("h", "c")}
 
     def features(self, grad: Tensor, state: State, layout: Layout) -> tuple[Tensor, State]:
         """The network's input features (features, N) and the state they need; here the

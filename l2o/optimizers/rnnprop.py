@@ -12,6 +12,7 @@ other problems and longer runs; tanh bounds every step by output_scale (0.1 by d
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -30,8 +31,10 @@ class RNNprop(CoordinatewiseLSTM):
     NAME = "rnnprop"
 
     def __init__(self, hidden_size: int = 20, num_layers: int = 2, output_scale: float = 0.1,
-                 input_units: int = 20, beta1: float = 0.95, beta2: float = 0.95, eps: float = 1e-8):
-        super().__init__(hidden_size, num_layers, preprocess_p=None, output_scale=output_scale)
+                 input_units: int = 20, beta1: float = 0.95, beta2: float = 0.95, eps: float = 1e-8,
+                 odd: bool = False, time_scales: Sequence[float] | None = None):
+        super().__init__(hidden_size, num_layers, preprocess_p=None, output_scale=output_scale, odd=odd,
+                         time_scales=time_scales)
         if isinstance(input_units, bool) or not isinstance(input_units, int) or input_units < 1:
             raise L2OError(f"optimizer.input_units={input_units!r} must be a positive integer.")
         for key, beta in (("beta1", beta1), ("beta2", beta2)):
@@ -43,21 +46,20 @@ class RNNprop(CoordinatewiseLSTM):
         bound = 1.0 / 2**0.5  # torch.nn.Linear's init for 2 inputs
         self.in_weight = nn.Parameter(torch.empty(input_units, 2).uniform_(-bound, bound))
         self.in_bias = nn.Parameter(torch.empty(input_units, 1).uniform_(-bound, bound))
+        fan_in = input_units + len(self.time_scales)  # the step features join the input layer's output
         if self.num_layers:
-            self.weights[0] = self.layer_weight(input_units)
+            self.weights[0] = self.layer_weight(fan_in)
         else:  # a linear net reads the input layer directly
-            self.out_weight = nn.Parameter(torch.zeros(1, input_units))
+            self.out_weight = nn.Parameter(torch.zeros(1, fan_in))
 
     def config(self) -> dict[str, Any]:
         return {"hidden_size": self.hidden_size, "num_layers": self.num_layers, "output_scale": self.output_scale,
-                "input_units": self.input_units, "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}
+                "input_units": self.input_units, "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps,
+                "odd": self.odd, "time_scales": list(self.time_scales) or None}
 
-    def init_state(self, layout: Layout, device: torch.device | str | None = None,
-                   dtype: torch.dtype | None = None) -> State:
-        dtype = dtype or self.out_weight.dtype
-        device = device or self.out_weight.device
+    def stream_state(self, layout: Layout, device: torch.device | str, dtype: torch.dtype) -> State:
         moments = {k: torch.zeros(1, layout.size, device=device, dtype=dtype) for k in ("m", "v", "t")}
-        return {**moments, **super().init_state(layout, device, dtype)}
+        return {**moments, **super().stream_state(layout, device, dtype)}
 
     def inputs(self, grad: Tensor, state: State) -> tuple[Tensor, State]:
         """The two normalized inputs (2, N) and the new moments."""

@@ -46,10 +46,9 @@ def run(units: list[Unit], root: Path, passthrough: list[str], hydra_args: list[
         config_dirs: tuple[str, ...] = ()) -> list[Unit]:
     """Run every unit of `units` (a closure: needs included) that is not done; the units left
     undone (failed, or waiting on one that failed)."""
-    todo = pending(units)
-    if not todo:
+    check_configs(units, compose_configs([u for u in units if state(u).status != "missing"], config_dirs))
+    if not pending(units):
         return []
-    check_configs(units, compose_configs(units, config_dirs))
     failed: set[tuple[str, str]] = set()
     wave_no = 0
     while True:

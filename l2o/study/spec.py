@@ -185,6 +185,7 @@ class Resolver:
         self.size, self.root, self.config_dirs = size, Path(root), tuple(config_dirs)
         self.studies: dict[str, Study] = {}
         self.cache: dict[tuple[str, str], Unit] = {}
+        self.resolving: list[tuple[str, str]] = []   # the units being resolved: a reference back to one is a cycle
 
     def study(self, name: str) -> Study:
         if name not in self.studies:
@@ -201,21 +202,30 @@ class Resolver:
         """The study's units and every unit they need, each once, needs first."""
         out: dict[tuple[str, str], Unit] = {}
 
-        def visit(unit: Unit, path: tuple[tuple[str, str], ...]) -> None:
-            if unit.key in path:
-                raise L2OError(f"units depend on each other in a cycle: {' -> '.join(f'{s}:{u}' for s, u in (*path, unit.key))}.")
+        def visit(unit: Unit) -> None:  # a cycle was refused while resolving the units
             for dep in unit.needs:
-                visit(self.unit(*dep), (*path, unit.key))
+                visit(self.unit(*dep))
             out.setdefault(unit.key, unit)
 
         for unit in self.units(study):
-            visit(unit, ())
+            visit(unit)
         return list(out.values())
 
     def unit(self, study: str, name: str) -> Unit:
         key = (study, name)
         if key in self.cache:
             return self.cache[key]
+        if key in self.resolving:
+            chain = self.resolving[self.resolving.index(key):] + [key]
+            raise L2OError(f"units depend on each other in a cycle: {' -> '.join(f'{s}:{u}' for s, u in chain)}.")
+        self.resolving.append(key)
+        try:
+            return self._resolve(study, name)
+        finally:
+            self.resolving.pop()
+
+    def _resolve(self, study: str, name: str) -> Unit:
+        key = (study, name)
         spec_study = self.study(study)
         if name not in spec_study.units:
             raise L2OError(f"study {study!r} has no unit {name!r}; it has {', '.join(spec_study.units)}.")

@@ -46,6 +46,7 @@ class MLPMomentum(OptimizerNet):
     bounded: update = output_scale · tanh(MLP(...)), and starts at 0 (zero output layer)."""
 
     NAME = "mlp_momentum"  # its name in l2o-eval's tables
+    coordinatewise = True  # each coordinate's update reads only its own gradients: LearnedOptimizer may run it in chunks
 
     def __init__(self, hidden: int = 8, beta: float = 0.9, output_scale: float = 0.1):
         super().__init__()

@@ -2,7 +2,7 @@
 Chen et al. 2020's L2O-DM / -CL / -IL / -CL-IL models) into an l2o checkpoint, so that
 `l2o-eval checkpoint=OUT.pt` evaluates it on our test problems beside tuned baselines.
 
-    python scripts/import_dm.py cw.l2l OUT.pt [--optimizee mnist_mlp] [--k 5] [--scale 0.01]
+    python -m l2o.cli.import_dm cw.l2l OUT.pt [--optimizee mnist_mlp] [--k 5] [--scale 0.01]
 
 --k and --scale are the DM net's LogAndSign k and output scale (its defaults: 5 and 0.01), so
 `l2o-eval` needs `optimizer.preprocess_p=K optimizer.output_scale=SCALE` (it checks them).
@@ -12,11 +12,9 @@ problem is our mnist_mlp: 784-20-10 sigmoid, batches of 128).
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from l2o.cli.common import CONF_DIR
 
 
 def main() -> None:
@@ -35,7 +33,7 @@ def main() -> None:
     from l2o.optimizers.dm_format import load_l2l, lstm_from_sonnet
 
     net = lstm_from_sonnet(load_l2l(args.source), preprocess_p=args.k, output_scale=args.scale)
-    optimizee = OmegaConf.to_container(OmegaConf.load(ROOT / "conf" / "optimizee" / f"{args.optimizee}.yaml"))
+    optimizee = OmegaConf.to_container(OmegaConf.load(Path(CONF_DIR) / "optimizee" / f"{args.optimizee}.yaml"))
     data = payload(net, optimizee={"name": args.optimizee, "config": optimizee, "description": None},
                    schedule={"horizon": 100}, imported={"source": str(Path(args.source).resolve()), "format": "dm-l2l"})
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,182 @@
+"""l2o-study: the smoke study run end to end through the real CLI (every code path of the other
+studies on tiny budgets), its report read back against the runs, reruns that do no work, a run
+directory with another config refused by key, and the study files' validation."""
+import json
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO, run_cli
+from l2o.errors import L2OError
+from l2o.study.spec import Resolver, load
+
+
+def study(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    return run_cli("l2o-study", *args, cwd=cwd, check=check)
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    """`l2o-study run smoke` once, in a fresh folder (its run directories under outputs/study)."""
+    root = tmp_path_factory.mktemp("study")
+    proc = study("run", "smoke", cwd=root)
+    assert "all 19 units done" in proc.stdout, proc.stdout + proc.stderr
+    return root
+
+
+def test_list_names_every_study_with_its_units_and_cpu_time(tmp_path):
+    out = study("list", cwd=tmp_path).stdout
+    for name in ("paper", "architectures", "long_horizon", "smoke"):
+        assert re.search(rf"^{name} \(version \d+\)", out, re.M), name
+    assert re.search(r"^  19 units, CPU time at size cpu on 2 cores: ~\d+ min", out, re.M)
+    assert "    cifar10/train_sub" in out and "(from study paper)" in out   # a unit another study shares
+
+
+def test_smoke_runs_every_unit_and_records_where_and_how_long(smoke):
+    units = sorted(p.parent for p in (smoke / "outputs/study/cpu/smoke").rglob("unit.json"))
+    assert len(units) == 19
+    for unit in units:
+        record = json.loads((unit / "unit.json").read_text())
+        (session,) = record["sessions"]
+        assert session["status"] == "COMPLETED" and session["seconds"] > 0 and session["machine"]["cores"] >= 1
+        assert (unit / ("result.json" if unit.name.startswith("train") else "summary.json")).is_file()
+    status = study("status", "smoke", cwd=smoke).stdout
+    assert "smoke: 19 done, 0 partial, 0 missing of 19 units" in status
+
+
+def test_second_run_does_no_work(smoke):
+    before = {p: p.stat().st_mtime_ns for p in (smoke / "outputs/study").rglob("*") if p.is_file()}
+    proc = study("run", "smoke", cwd=smoke)
+    assert "all 19 units done" in proc.stdout and "wave" not in proc.stdout
+    assert before == {p: p.stat().st_mtime_ns for p in (smoke / "outputs/study").rglob("*") if p.is_file()}
+
+
+def test_report_cells_come_from_the_runs(smoke):
+    (smoke / "README.md").write_text("intro\n<!-- l2o-study report smoke: start -->\nstale\n"
+                                     "<!-- l2o-study report smoke: end -->\noutro\n")
+    study("report", "smoke", "out=docs/results", cwd=smoke)
+    page = (smoke / "docs/results/smoke.md").read_text()
+    summary = json.loads((smoke / "outputs/study/cpu/smoke/quadratic/eval/summary.json").read_text())["optimizers"]
+    for name in ("lstm", "lstm_gac", "rnnprop", "adam_lstm", "sgd", "rmsprop", "adam", "nag"):
+        row = summary[name]
+        final = f"{row['final_loss']:.4g} ± {(row['final_loss_ci95'][1] - row['final_loss_ci95'][0]) / 2:.2g}"
+        label = f"**{name}**" if row["lr"] is None else name
+        assert re.search(rf"^\| quadratics \| {re.escape(label)} \| [^|]+ \| [^|]+ \| \**{re.escape(final)}\** \|", page, re.M), name
+    assert "![neural art: every optimizer's image](smoke/art-eval-images.png)" in page
+    for figure in ("quadratics-every-architecture.png", "architecture-sweep.png", "art-eval-images.png"):
+        assert (smoke / "docs/results/smoke" / figure).is_file()
+    assert "`smoke:mnist/eval`: `l2o-eval experiment=mnist" in page and "2 cores" in page
+    assert "| `smoke:mnist/train_time` | 2 | " in page   # the training table
+    readme = (smoke / "README.md").read_text()
+    assert readme.startswith("intro\n") and readme.endswith("outro\n") and "stale" not in readme
+    assert f"| (quadratics) | 10 steps | 10 | – | lstm {summary['lstm']['final_loss']:.3g}" in readme
+    assert "[docs/results/smoke.md](docs/results/smoke.md)" in readme
+
+
+def test_run_dir_with_another_config_is_refused_naming_the_key(smoke):
+    saved = smoke / "outputs/study/cpu/smoke/mnist/eval/.hydra/config.yaml"
+    original = saved.read_text()
+    cfg = yaml.safe_load(original)
+    cfg["tuning"]["num"] = 5
+    saved.write_text(yaml.safe_dump(cfg))
+    try:
+        for command in ("run", "report"):
+            proc = study(command, "smoke", cwd=smoke, check=False)
+            assert proc.returncode == 2 and "smoke:mnist/eval" in proc.stderr and "tuning.num: 5 -> 3" in proc.stderr
+        assert "(config differs: refused)" in study("status", "smoke", cwd=smoke).stdout
+    finally:
+        saved.write_text(original)
+
+
+def _user_study(tmp_path: Path, text: str) -> Path:
+    conf = tmp_path / "conf"
+    (conf / "study").mkdir(parents=True)
+    (conf / "study" / "mine.yaml").write_text(textwrap.dedent(text))
+    return conf
+
+
+TINY = ("[experiment=quadratic, schedule.epochs=2, schedule.problems_per_epoch=2, schedule.horizon=6, schedule.unroll=3, "
+        "schedule.val_every=1, schedule.num_val=2, progress=false")
+
+
+def test_a_failing_unit_is_reported_and_the_others_still_run(tmp_path):
+    conf = _user_study(tmp_path, f"""
+        units:
+          good: {{cli: train, overrides: {TINY}]}}
+          bad: {{cli: train, overrides: {TINY}, guard.lr_factor=3]}}
+          after_bad: {{cli: eval, overrides: [num_test=2, tuning.num=2, tuning.num_problems=2, progress=false], checkpoint: bad}}
+        """)
+    proc = study("run", "mine", f"--config-dir={conf}", cwd=tmp_path, check=False)
+    assert proc.returncode == 1
+    assert "guard.lr_factor=3 must be a number in (0, 1)" in proc.stderr
+    assert "2 unit(s) not done: mine:bad, mine:after_bad" in proc.stderr
+    assert (tmp_path / "outputs/study/cpu/mine/good/result.json").is_file()
+
+
+def test_a_stopped_unit_resumes(tmp_path):
+    conf = _user_study(tmp_path, f"""
+        units:
+          t: {{cli: train, overrides: {TINY}]}}
+        """)
+    study("run", "mine", f"--config-dir={conf}", cwd=tmp_path)
+    run = tmp_path / "outputs/study/cpu/mine/t"
+    (run / "result.json").unlink()   # as if stopped after its last checkpoint
+    assert "partial" in study("status", "mine", f"--config-dir={conf}", cwd=tmp_path).stdout
+    study("run", "mine", f"--config-dir={conf}", cwd=tmp_path)
+    sessions = json.loads((run / "unit.json").read_text())["sessions"]
+    assert len(sessions) == 2 and (run / "result.json").is_file()
+    assert yaml.safe_load((run / ".hydra/overrides.yaml").read_text())[-1] == "resume=true"
+
+
+@pytest.mark.parametrize("text, message", [
+    ("units: {a: {cli: fit}}", "cli='fit' must be one of"),
+    ("units: {a: {cli: eval, overrides: [steps=3]}}", "an eval unit needs checkpoint"),
+    ("units: {a: {cli: train, checkpoint: b}}", "do not apply to cli=train"),
+    ("units: {a: {cli: train, overrides: x}}", "overrides must be a list"),
+    ("units: {A: {cli: train}}", "unit names are lowercase"),
+    ("units: {a: {cli: train, colour: red}}", "unknown keys ['colour']"),
+    ("unit: {}", "a study needs a non-empty mapping `units:`"),
+])
+def test_bad_study_files_are_refused_naming_the_problem(tmp_path, text, message):
+    conf = _user_study(tmp_path, text)
+    with pytest.raises(L2OError, match=re.escape(message)):
+        load("mine", (str(conf),))
+
+
+def test_references_become_paths_and_order_the_units(tmp_path):
+    conf = _user_study(tmp_path, """
+        units:
+          ev: {cli: eval, overrides: [x=1], checkpoint: tr@checkpoints/best_stage1.pt, learned: {other: paper:mnist/train},
+               baselines_from: base}
+          base: {cli: eval, checkpoint: tr}
+          tr: {cli: train, overrides: [experiment=mnist], sizes: {paper: [experiment=cifar10]}}
+        """)
+    resolver = Resolver("paper", tmp_path / "out", (str(conf),))
+    ev = resolver.unit("mine", "ev")
+    assert ev.overrides == ["x=1", f"checkpoint={tmp_path}/out/paper/mine/tr/checkpoints/best_stage1.pt",
+                            f"baselines_from={tmp_path}/out/paper/mine/base", f"+learned.other={tmp_path}/out/paper/paper/mnist/train"]
+    assert resolver.unit("mine", "tr").overrides == ["experiment=cifar10"]
+    order = [u.label for u in resolver.closure("mine")]
+    assert order.index("mine:tr") < order.index("mine:base") < order.index("mine:ev") and "paper:mnist/train" in order
+    cyclic = _user_study(tmp_path / "c", "units: {a: {cli: train, init: b}, b: {cli: train, init: a}}")
+    with pytest.raises(L2OError, match="cycle"):
+        Resolver("cpu", tmp_path, (str(cyclic),)).closure("mine")
+
+
+def test_every_shipped_study_resolves_and_composes():
+    from l2o.study.spec import available
+    from l2o.study.state import compose_configs
+
+    for size in ("cpu", "paper"):
+        resolver = Resolver(size, Path("outputs/study"))
+        for name, path in available().items():
+            if size not in load(name).sizes:
+                continue
+            units = resolver.closure(name)
+            configs = compose_configs(units)
+            assert len(configs) == len(units), name
