@@ -1,4 +1,5 @@
-"""Checkpoints: the one place that knows what a checkpoint holds.
+"""Checkpoints: what a checkpoint holds (the reading and writing of the format itself is
+`l2o.optimizers.files`; this module adds what resuming a meta-training needs).
 
 A checkpoint is a plain dict of tensors and Python primitives, written atomically and read
 with `torch.load(weights_only=True)`, so a crafted pickle is refused, not run. Format 2:
@@ -21,7 +22,6 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import pickle
 import random
 import sys
 from pathlib import Path
@@ -30,26 +30,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from l2o import __version__
 from l2o.errors import L2OError
-from l2o.optimizers.base import OptimizerNet, build_net
+from l2o.optimizers.base import OptimizerNet
+from l2o.optimizers.files import (CHECKPOINT_DIR, FORMAT_VERSION, READABLE_VERSIONS, load_checkpoint,
+                                  net_from_checkpoint, payload, resolve_checkpoint_path)
 from l2o.utils import atomic_write
 
-FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)
-CHECKPOINT_DIR = "checkpoints"
-_LSTM_TARGET = "l2o.optimizers.lstm.CoordinatewiseLSTM"
+# the file format (l2o.optimizers.files) and what resuming a meta-training adds to it
+__all__ = ["CHECKPOINT_DIR", "FORMAT_VERSION", "READABLE_VERSIONS", "architecture_diffs", "check_architecture",
+           "constructor_default", "load_checkpoint", "load_with_fallback", "net_from_checkpoint", "payload",
+           "resolve_checkpoint_path", "restore_training", "save_checkpoint", "training_fields", "training_horizon"]
 
-
-def payload(net: OptimizerNet, **fields: Any) -> dict[str, Any]:
-    """The checkpoint dict of `net` plus the given top-level fields (see the module docstring)."""
-    return {
-        "format_version": FORMAT_VERSION,
-        "l2o_version": __version__,
-        "optimizer": net.full_config(),
-        "optimizer_state": {k: v.detach().cpu() for k, v in net.state_dict().items()},
-        **fields,
-    }
 
 
 def save_checkpoint(path: str | Path, net: OptimizerNet, keep_previous: bool = False, **fields: Any) -> None:
@@ -121,70 +112,6 @@ def load_with_fallback(path: Path) -> dict[str, Any]:
             raise
         print(f"l2o: warning: {exc} Using the previous checkpoint {prev}.", file=sys.stderr)
         return load_checkpoint(prev)
-
-
-def resolve_checkpoint_path(path: str | Path) -> Path:
-    """A checkpoint file, or a run directory (its best checkpoint, else its last)."""
-    p = Path(path).expanduser()
-    if p.is_dir():
-        for name in ("best.pt", "last.pt"):
-            for candidate in (p / CHECKPOINT_DIR / name, p / name):
-                if candidate.is_file():
-                    return candidate
-        raise L2OError(
-            f"checkpoint={str(path)!r} is a directory without {CHECKPOINT_DIR}/best.pt or {CHECKPOINT_DIR}/last.pt; "
-            "pass a checkpoint file or the run directory of an l2o-train run."
-        )
-    if not p.exists():
-        raise L2OError(
-            f"checkpoint={str(path)!r} does not exist; pass a .pt file written by l2o-train or its run directory."
-        )
-    return p
-
-
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read a checkpoint of any readable format, returned in the current format's layout."""
-    p = resolve_checkpoint_path(path)
-    try:
-        data = torch.load(p, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, AttributeError) as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise L2OError(
-            f"checkpoint {str(p)!r} could not be read as an l2o checkpoint (it was loaded with weights_only=True, "
-            f"which refuses arbitrary pickled objects): {first_line}"
-        ) from exc
-    if not isinstance(data, dict) or "format_version" not in data:
-        raise L2OError(f"checkpoint {str(p)!r} is not an l2o checkpoint (no format_version).")
-    if data["format_version"] not in READABLE_VERSIONS:
-        raise L2OError(
-            f"checkpoint {str(p)!r} has format version {data['format_version']} "
-            f"(written by l2o {data.get('l2o_version', '?')}); this l2o {__version__} reads versions "
-            f"{', '.join(map(str, READABLE_VERSIONS))}."
-        )
-    if data["format_version"] == 1:
-        data = _upgrade_v1(data)
-    data["path"] = str(p)
-    return data
-
-
-def _upgrade_v1(old: dict[str, Any]) -> dict[str, Any]:
-    """Format 1 (a CoordinatewiseLSTM, training fields at top level) in format 2's layout."""
-    new = {k: v for k, v in old.items() if k not in ("net_config", "net_state", "progress", "meta_opt", "lr_sched", "rng")}
-    new["optimizer"] = {"_target_": _LSTM_TARGET, **old["net_config"]}
-    new["optimizer_state"] = old["net_state"]
-    if "progress" in old:
-        new["training"] = {k: old[k] for k in ("progress", "meta_opt", "lr_sched", "rng")}
-    return new
-
-
-def net_from_checkpoint(ckpt: dict[str, Any]) -> OptimizerNet:
-    """The learned optimizer a (loaded) checkpoint holds, φ included."""
-    net = build_net(ckpt["optimizer"])
-    try:
-        net.load_state_dict(ckpt["optimizer_state"])
-    except RuntimeError as exc:
-        raise L2OError(f"checkpoint {ckpt.get('path')!r}: weights do not fit its own architecture: {exc}") from exc
-    return net
 
 
 def training_horizon(ckpt: dict[str, Any]) -> int:

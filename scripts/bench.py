@@ -28,7 +28,10 @@ import torchvision
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from l2o.meta.unroll import rollout, start, unroll  # noqa: E402
+from l2o.meta.bptt import TruncatedBPTT  # noqa: E402
+from l2o.meta.objectives import WeightedSum  # noqa: E402
+from l2o.meta.trainer import meta_gradient  # noqa: E402
+from l2o.meta.unroll import rollout  # noqa: E402
 from l2o.optimizees import MLPClassifier, Quadratic  # noqa: E402
 from l2o.optimizees.base import split_seeds  # noqa: E402
 from l2o.optimizers import CoordinatewiseLSTM, LearnedOptimizer  # noqa: E402
@@ -144,14 +147,13 @@ def run_reference(path: Path, reps: int) -> dict[str, list[float]]:
 
 
 def meta_epoch(net, problem, horizon=100, unroll_len=20) -> Callable[[], None]:
+    """One meta-training epoch as l2o-train runs it: the estimator's truncations, a meta-step after each."""
     opt = torch.optim.Adam(net.parameters(), lr=1e-4)
+    estimator = TruncatedBPTT(WeightedSum(), unroll_len)
 
     def run():
-        carry = start(net, problem)
-        while carry.step < horizon:
-            meta, _, carry = unroll(net, problem, carry, unroll_len, lambda loss, t: loss.mean())
-            opt.zero_grad(set_to_none=True)
-            meta.backward()
+        for item in estimator.truncations(net, problem, horizon, torch.Generator().manual_seed(0), 0):
+            meta_gradient(net, opt, item.value, clip_grad_norm=10.0)
             opt.step()
 
     return run

@@ -18,15 +18,19 @@ and at the end the mean and largest |θ_T − θ_0| of the first tensor (MNIST: 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+import functools
 
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from l2o.checkpoint import load_checkpoint, net_from_checkpoint
+from l2o.cli.common import CONF_DIR
+from l2o.evaluation.runners import run_torch_optimizer
 from l2o.meta.unroll import start, unroll
 from l2o.optimizees.base import split_seeds
+from l2o.optimizers import CoordinatewiseLSTM
+from l2o.optimizers.parts import Odd
 
 
 def report(name: str, t: int, loss: float, never: torch.Tensor, u: torch.Tensor) -> None:
@@ -48,17 +52,20 @@ def main() -> None:
     ap.add_argument("--step-factor", type=float, default=1.0,
                     help="multiply the φ's output scale (every step) by this: is the step size what limits it?")
     args = ap.parse_args()
-    with initialize_config_dir(str(Path(__file__).resolve().parents[1] / "conf"), version_base="1.3"):
+    with initialize_config_dir(CONF_DIR, version_base="1.3"):
         cfg = compose("train", overrides=[f"experiment={args.experiment}"])
     problem = instantiate(cfg.optimizee).sample(split_seeds("test", args.problems))
     first = problem.spec.layout(1).sizes[0]
 
     net = net_from_checkpoint(load_checkpoint(args.checkpoint))
-    net.odd = args.odd or getattr(net, "odd", False)
+    if args.odd:
+        net = Odd(net)
     if args.step_factor != 1.0:
-        if not hasattr(net, "output_scale"):
+        scaled = [m for m in net.modules() if isinstance(m, CoordinatewiseLSTM)]
+        if not scaled:
             ap.error(f"--step-factor: {type(net).__name__} has no output_scale to multiply")
-        net.output_scale *= args.step_factor
+        for m in scaled:
+            m.output_scale *= args.step_factor
     carry = start(net, problem)
     theta0, never = carry.params.clone(), torch.ones_like(carry.params, dtype=torch.bool)
     window: list[float] = []  # the minibatch losses since the last report
@@ -68,27 +75,23 @@ def main() -> None:
         never &= carry.grad == 0
         _, _, carry = unroll(net, problem, carry, 1)
         if t and t % args.every == 0:
-            report("odd" if net.odd else "learned", t, sum(window) / len(window), never, carry.params - before)
+            report("odd" if args.odd else "learned", t, sum(window) / len(window), never, carry.params - before)
             window.clear()
     moved = (carry.params - theta0)[:, :first].abs()
     print(f"learned: |θ_T − θ_0| of the first tensor: mean {moved.mean().item():.3g}, max {moved.max().item():.3g}")
 
-    if args.adam_lr > 0:
-        params = problem.init_params().requires_grad_(True)
-        opt, state = torch.optim.Adam([params], lr=args.adam_lr), problem.init_state()
-        never, window = torch.ones_like(params, dtype=torch.bool), []
-        for t in range(args.steps):
-            opt.zero_grad(set_to_none=True)
-            loss, state = problem.evaluate(params, t, state)
-            loss.sum().backward()
-            never &= params.grad == 0
-            window.append(loss.detach().mean().item())
-            before = params.detach().clone()
-            opt.step()
+    if args.adam_lr > 0:  # the evaluation's own runner, watched step by step
+        never, window = torch.ones_like(theta0, dtype=torch.bool), []
+
+        def watch(t: int, loss: torch.Tensor, grad: torch.Tensor, before: torch.Tensor, after: torch.Tensor) -> None:
+            never.logical_and_(grad == 0)
+            window.append(loss.mean().item())
             if t and t % args.every == 0:
-                report("adam", t, sum(window) / len(window), never, params.detach() - before)
+                report("adam", t, sum(window) / len(window), never, after - before)
                 window.clear()
-        moved = (params.detach() - theta0)[:, :first].abs()
+
+        _, params, _ = run_torch_optimizer(functools.partial(torch.optim.Adam), problem, args.steps, args.adam_lr, watch)
+        moved = (params - theta0)[:, :first].abs()
         print(f"adam: |θ_T − θ_0| of the first tensor: mean {moved.mean().item():.3g}, max {moved.max().item():.3g}")
 
 

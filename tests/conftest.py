@@ -7,6 +7,10 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
+TESTS = REPO / "tests"
+# test-only plugins (tests/plugins: fault injection, toy optimizees) for the CLIs run as subprocesses
+PLUGINS_ENV = {"PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))}
+FAULTY = (f"--config-dir={TESTS / 'plugins' / 'conf'}", "optimizee=faulty")
 # the offline data: $L2O_DATA_DIR, else ../shared/data beside the checkout (as in CI)
 SHARED_DATA = Path(os.environ.get("L2O_DATA_DIR") or REPO.parent / "shared" / "data")
 
@@ -18,11 +22,15 @@ def _deterministic():
 
 
 def run_cli(name: str, *overrides: str, cwd: Path, check: bool = True,
-            env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    """Run an installed console script (`l2o-train`, `l2o-eval`) as a user would."""
-    exe = Path(sys.executable).with_name(name)
+            env: dict[str, str] | None = None, kill_after: int | None = None) -> subprocess.CompletedProcess:
+    """Run an installed console script (`l2o-train`, `l2o-eval`) as a user would; `kill_after=N`
+    SIGKILLs l2o-eval once it has saved N units (tests/plugins/faults.py)."""
+    cmd = [str(Path(sys.executable).with_name(name)), *overrides]
+    if kill_after is not None:
+        cmd = [sys.executable, "-m", "plugins.faults", "kill-after", str(kill_after), name, *overrides]
+        env = {**PLUGINS_ENV, **(env or {})}
     env = dict(os.environ, L2O_DATA_DIR=str(SHARED_DATA), **(env or {}))
-    proc = subprocess.run([str(exe), *overrides], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
     if check and proc.returncode != 0:
         raise AssertionError(f"{name} {' '.join(overrides)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc

@@ -13,6 +13,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from l2o import checks
 from l2o.data import dataset_error
 from l2o.errors import L2OError
 
@@ -73,15 +74,6 @@ def choice(group: str) -> str | None:
     return HydraConfig.get().runtime.choices.get(group)
 
 
-def positive_int(cfg: DictConfig, key: str, allow_none: bool = False) -> int | None:
-    value = OmegaConf.select(cfg, key)
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise L2OError(f"{key}={value!r} must be a positive integer{' or null' if allow_none else ''}.")
-    return value
-
-
 def hparams(cfg: DictConfig, keys: tuple[str, ...]) -> dict[str, Any]:
     """The run's hyperparameters for TensorBoard's HParams view: every scalar field under
     `keys` (config groups or single values) and each group's chosen option, so that whatever a
@@ -112,7 +104,7 @@ def hparams(cfg: DictConfig, keys: tuple[str, ...]) -> dict[str, Any]:
 def set_threads(cfg: DictConfig) -> None:
     """`threads=N` caps torch's intra-op threads: with parallel sweep jobs or several
     processes per machine, N × jobs should not exceed the cores (oversubscription is slow)."""
-    threads = positive_int(cfg, "threads", allow_none=True)
+    threads = checks.integer(cfg.threads, "threads", allow_none=True)
     if threads is not None:
         torch.set_num_threads(threads)
 

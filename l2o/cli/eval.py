@@ -1,49 +1,67 @@
 """`l2o-eval`: a trained optimizer against learning-rate-tuned SGD, RMSprop, Adam and NAG."""
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
 import hydra
-import torch
 from omegaconf import DictConfig, OmegaConf
 
 from l2o.checkpoint import check_architecture, load_checkpoint, net_from_checkpoint, training_horizon
-from l2o.cli.common import (CONF_DIR, build, choice, hparams, positive_int, refuse_removed_presets, run_dir,
-                             set_threads, user_errors)
+from l2o import checks
+from l2o.cli.common import CONF_DIR, build, choice, hparams, refuse_removed_presets, run_dir, set_threads, user_errors
 from l2o.errors import L2OError
 from l2o.evaluation import gallery
 from l2o.evaluation.evaluate import evaluate
+from l2o.evaluation.protocol import Protocol
+from l2o.optimizers.base import OptimizerNet
 from l2o.utils import configure_torch, resolve_device, write_hparams
 
-METRICS = ("final", "sum")
-
-
 def _check(cfg: DictConfig) -> None:
-    positive_int(cfg, "num_test")
-    positive_int(cfg, "steps", allow_none=True)
-    positive_int(cfg, "chunk_problems", allow_none=True)
-    positive_int(cfg, "workers")
-    positive_int(cfg, "gallery.problems")
+    """The keys not of the protocol (Protocol.from_config checks those), before any work."""
+    checks.integer(cfg.gallery.problems, "gallery.problems")
     if any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in cfg.gallery.steps):
         raise L2OError(f"gallery.steps={list(cfg.gallery.steps)!r} must be a list of steps >= 0.")
-    if not isinstance(cfg.resume, bool):
-        raise L2OError(f"resume={cfg.resume!r} must be true or false.")
+    checks.flag(cfg.resume, "resume")
     unknown = [n for n in cfg.compare if n not in cfg.baselines]
     if unknown:
         raise L2OError(f"compare={list(cfg.compare)} names unknown baselines {unknown}; allowed: {list(cfg.baselines)}.")
-    t = cfg.tuning
-    if t.metric not in METRICS:
-        raise L2OError(f"tuning.metric={t.metric!r} is unknown; allowed: {', '.join(METRICS)}.")
-    if t.enabled:
-        if not (isinstance(t.low, (int, float)) and isinstance(t.high, (int, float)) and 0 < t.low < t.high):
-            raise L2OError(f"tuning.low={t.low!r} and tuning.high={t.high!r} must satisfy 0 < low < high.")
-        positive_int(cfg, "tuning.num")
-        positive_int(cfg, "tuning.num_problems")
-        positive_int(cfg, "tuning.steps", allow_none=True)
-    if not (isinstance(cfg.divergence_factor, (int, float)) and cfg.divergence_factor > 1):
-        raise L2OError(f"divergence_factor={cfg.divergence_factor!r} must be a number > 1.")
+    Protocol.from_config(cfg, default_steps=1)
+
+
+def _learned(cfg: DictConfig, ckpt: dict[str, Any], checkpoint: str) -> tuple[str, dict[str, OptimizerNet]]:
+    """The checkpoint's optimizer (checked against `optimizer=` if given) and those of `learned`."""
+    if cfg.get("optimizer") is not None:
+        check_architecture(ckpt, OmegaConf.to_container(cfg.optimizer, resolve=True))
+    main_net = net_from_checkpoint(ckpt)
+    name = cfg.name or main_net.short_name()
+    learned = {name: main_net}
+    for extra, path in (cfg.get("learned") or {}).items():  # more trained optimizers, same test problems
+        if extra in learned or extra in cfg.baselines:
+            raise L2OError(f"learned.{extra}: the name {extra!r} is taken; choose another.")
+        learned[extra] = net_from_checkpoint(load_checkpoint(path))
+    if cfg.compile:
+        for net in learned.values():
+            net.compile_layers()
+    return name, learned
+
+
+def _family(cfg: DictConfig, ckpt: dict[str, Any]) -> tuple[Any, str]:
+    """The optimizee to evaluate on (the checkpoint's unless `optimizee=` is given) and its name."""
+    if cfg.get("optimizee") is not None:
+        optimizee_cfg, optimizee_name = cfg.optimizee, choice("optimizee")
+    else:
+        optimizee_cfg, optimizee_name = ckpt["optimizee"]["config"], ckpt["optimizee"]["name"]
+    family = build(optimizee_cfg, "optimizee")
+    if family.training_mix:  # one member per batch, not a test setting
+        raise L2OError(f"the optimizee {optimizee_name!r} is a training mix; evaluate on one of its members: "
+                       "optimizee=mnist_mlp (optimizee.activation=relu, ...), optimizee=quadratic, or an experiment preset.")
+    trained_on = ckpt["optimizee"].get("description")
+    if family.description and trained_on and family.description != trained_on:
+        print(f"l2o-eval: note: trained on {trained_on}; evaluating on {family.description}")
+    if cfg.gallery.steps and not family.draws_images:
+        raise L2OError(f"gallery.steps is set, but {optimizee_name} is not an image optimizee (neural_art).")
+    return family, optimizee_name
 
 
 @user_errors("l2o-eval")
@@ -58,65 +76,22 @@ def run(cfg: DictConfig) -> float:
     set_threads(cfg)
     configure_torch()
     ckpt = load_checkpoint(checkpoint)
-    if cfg.get("optimizer") is not None:
-        check_architecture(ckpt, OmegaConf.to_container(cfg.optimizer, resolve=True))
-    main_net = net_from_checkpoint(ckpt)
-    name = cfg.name or main_net.short_name()
-    learned = {name: main_net}
-    for extra, path in (cfg.get("learned") or {}).items():  # more trained optimizers, same test problems
-        if extra in learned or extra in cfg.baselines:
-            raise L2OError(f"learned.{extra}: the name {extra!r} is taken; choose another.")
-        learned[extra] = net_from_checkpoint(load_checkpoint(path))
-    if cfg.compile:
-        for net in learned.values():
-            net.compile_layers()
-    if cfg.get("optimizee") is not None:
-        optimizee_cfg, optimizee_name = cfg.optimizee, choice("optimizee")
-    else:
-        optimizee_cfg, optimizee_name = ckpt["optimizee"]["config"], ckpt["optimizee"]["name"]
-    family = build(optimizee_cfg, "optimizee")
-    if hasattr(family, "validation_problems"):  # a training mix: one member per batch, not a test setting
-        raise L2OError(f"the optimizee {optimizee_name!r} is a training mix; evaluate on one of its members: "
-                       "optimizee=mnist_mlp (optimizee.activation=relu, ...), optimizee=quadratic, or an experiment preset.")
-    described = getattr(family, "description", None)  # e.g. which feature network neural art uses
-    trained_on = ckpt["optimizee"].get("description")
-    if described and trained_on and described != trained_on:
-        print(f"l2o-eval: note: trained on {trained_on}; evaluating on {described}")
-    if cfg.gallery.steps and not hasattr(family, "style_image"):
-        raise L2OError(f"gallery.steps is set, but {optimizee_name} is not an image optimizee (neural_art).")
-    baselines = {name: build(cfg.baselines[name], f"baselines.{name}") for name in cfg.compare}
-    steps = cfg.steps or training_horizon(ckpt)
-    t = cfg.tuning
-    grid = torch.logspace(math.log10(t.low), math.log10(t.high), t.num).tolist() if t.enabled else None
+    name, learned = _learned(cfg, ckpt, checkpoint)
+    family, optimizee_name = _family(cfg, ckpt)
+    baselines = {b: build(cfg.baselines[b], f"baselines.{b}") for b in cfg.compare}
+    protocol = Protocol.from_config(cfg, default_steps=training_horizon(ckpt))
     out = run_dir()
     if cfg.baselines_from is not None:
         _check_baselines_source(cfg)
-
-    summary, table = evaluate(
-        family,
-        learned=learned,
-        baselines=baselines,
-        steps=steps,
-        num_test=cfg.num_test,
-        lr_grid=grid,
-        tune_metric=t.metric,
-        num_tune=t.num_problems,
-        tune_steps=t.steps if t.enabled else None,
-        chunk_problems=cfg.chunk_problems,
-        resume=cfg.resume,
-        workers=cfg.workers,
-        meta={"checkpoints": {n: str(p) for n, p in [(name, checkpoint), *(cfg.get("learned") or {}).items()]},
-              **({"optimizee_description": described} if described else {})},
-        divergence_factor=cfg.divergence_factor,
-        device=device,
-        out_dir=out,
-        optimizee_name=optimizee_name,
-        progress=cfg.progress,
-        baselines_from=cfg.baselines_from,
-    )
-    hp = dict(hparams(cfg, ("optimizee", "steps", "num_test", "tuning")), optimizee=optimizee_name, steps=steps,
+    described = family.description
+    meta = {"checkpoints": {n: str(p) for n, p in [(name, checkpoint), *(cfg.get("learned") or {}).items()]},
+            **({"optimizee_description": described} if described else {})}
+    summary, table = evaluate(family, learned=learned, baselines=baselines, protocol=protocol, device=device, out_dir=out,
+                              optimizee_name=optimizee_name, progress=cfg.progress, meta=meta, resume=cfg.resume,
+                              baselines_from=cfg.baselines_from)
+    hp = dict(hparams(cfg, ("optimizee", "steps", "num_test", "tuning")), optimizee=optimizee_name, steps=protocol.steps,
               checkpoint=str(checkpoint))
-    write_hparams(out / "tb", hp, {f"hparam/final_loss/{name}": r["final_loss"] for name, r in summary["optimizers"].items()})
+    write_hparams(out / "tb", hp, {f"hparam/final_loss/{n}": r["final_loss"] for n, r in summary["optimizers"].items()})
     print(table)
     files = "summary.json, summary.md, curves.csv, loss.png, tb/"
     if cfg.gallery.steps:

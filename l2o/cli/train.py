@@ -11,8 +11,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from l2o.checkpoint import (CHECKPOINT_DIR, architecture_diffs, check_architecture, constructor_default,
                             load_checkpoint, load_with_fallback)
-from l2o.cli.common import (CONF_DIR, build, choice, hparams, positive_int, refuse_removed_presets, run_dir,
-                             set_threads, user_errors)
+from l2o import checks
+from l2o.cli.common import CONF_DIR, build, choice, hparams, refuse_removed_presets, run_dir, set_threads, user_errors
 from l2o.errors import L2OError
 from l2o.meta.distributed import close_world, init_world
 from l2o.meta.schedule import Schedule
@@ -26,12 +26,9 @@ RESUMABLE_CHANGES = ("epochs", "patience", "val_every")
 
 def _guard(cfg: DictConfig) -> NanGuard:
     g = cfg.guard
-    positive_int(cfg, "guard.max_consecutive")
-    if isinstance(g.max_rollbacks, bool) or not isinstance(g.max_rollbacks, int) or g.max_rollbacks < 0:
-        raise L2OError(f"guard.max_rollbacks={g.max_rollbacks!r} must be an integer >= 0.")
-    if not (isinstance(g.lr_factor, (int, float)) and 0 < g.lr_factor < 1):
-        raise L2OError(f"guard.lr_factor={g.lr_factor!r} must be a number in (0, 1).")
-    return NanGuard(g.max_consecutive, float(g.lr_factor), g.max_rollbacks)
+    return NanGuard(checks.integer(g.max_consecutive, "guard.max_consecutive"),
+                    checks.number(g.lr_factor, "guard.lr_factor", above=0, below=1),
+                    checks.integer(g.max_rollbacks, "guard.max_rollbacks", low=0))
 
 
 def _resume_state(cfg: DictConfig, out: Path, net: OptimizerNet, schedule: Any, optimizee: dict) -> dict | None:
@@ -90,11 +87,9 @@ def train(cfg: DictConfig) -> float:
     # Everything is built and checked before any work starts.
     device = resolve_device(cfg.device)
     set_threads(cfg)
-    if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int) or cfg.seed < 0:
-        raise L2OError(f"seed={cfg.seed!r} must be an integer >= 0.")
-    if not isinstance(cfg.resume, bool):
-        raise L2OError(f"resume={cfg.resume!r} must be true or false.")
-    positive_int(cfg, "checkpoint_every")
+    checks.integer(cfg.seed, "seed", low=0)
+    checks.flag(cfg.resume, "resume")
+    checks.integer(cfg.checkpoint_every, "checkpoint_every")
     guard = _guard(cfg)
     configure_torch()
     seed_everything(cfg.seed)
@@ -134,7 +129,7 @@ def _train(cfg: DictConfig, net: OptimizerNet, schedule: Any, family: Any, devic
             seed=cfg.seed,
             checkpoint_extra={
                 "optimizee": {"name": choice("optimizee"), "config": optimizee,
-                              "description": getattr(family, "description", None)},
+                              "description": family.description},
                 "config": OmegaConf.to_container(cfg, resolve=True),
             },
             progress=cfg.progress,

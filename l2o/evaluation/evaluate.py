@@ -8,13 +8,12 @@ same summary as an uninterrupted one.
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 import multiprocessing
-import os
 import pickle
 import shutil
-import signal
 import sys
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
@@ -28,12 +27,9 @@ from l2o.evaluation import report
 from l2o.evaluation.runners import OptimizerFactory, run_learned, run_torch_optimizer
 from l2o.evaluation.stats import Curve, diverged_mask, score
 from l2o.optimizees.base import Family, select_instances, split_seeds
+from l2o.evaluation.protocol import Protocol
 from l2o.optimizers.base import OptimizerNet, build_net
 from l2o.utils import atomic_write, atomic_write_text, configure_torch
-
-# Fault injection for the resume test: the process SIGKILLs itself after saving this many units.
-KILL_AFTER_ENV = "L2O_EVAL_KILL_AFTER_UNITS"
-
 
 def tune_lr(factory: OptimizerFactory, problem, steps: int, grid: Sequence[float], metric: str,
             divergence_factor: float) -> tuple[float | None, dict[str, float]]:
@@ -54,7 +50,7 @@ class Partial:
     """The saved units of one evaluation directory: `meta.json` (what is being evaluated),
     `tuning.json` (each baseline's tuning, as it finishes) and `<optimizer>/<chunk>.pt`."""
 
-    def __init__(self, root: Path, meta: dict[str, Any], resume: bool):
+    def __init__(self, root: Path, meta: dict[str, Any], resume: bool, tuning: Any):
         self.root = root
         meta_path = root / "meta.json"
         if meta_path.exists():
@@ -68,11 +64,16 @@ class Partial:
         else:
             root.mkdir(parents=True, exist_ok=True)
             atomic_write_text(meta_path, json.dumps(meta, indent=2))
-        tuning = root / "tuning.json"
-        self.tuning: dict[str, Any] = json.loads(tuning.read_text()) if tuning.exists() else {}
+        path = root / "tuning.json"
+        self.tuning: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {
+            "metric": tuning.metric, "grid": list(tuning.grid), "steps": tuning.steps, "num_problems": tuning.num_problems,
+            "scores": {}, "selected": {}}
 
     def save_tuning(self, tuning: dict[str, Any]) -> None:
         atomic_write_text(self.root / "tuning.json", json.dumps(tuning, indent=2))
+
+    def unit_done(self, name: str, chunk: int) -> None:
+        """Called in the evaluating process once a unit's file is saved (by it or by a worker)."""
 
     def path(self, name: str, chunk: int) -> Path:
         return self.root / name / f"{chunk:05d}.pt"
@@ -98,8 +99,7 @@ def check_baselines_source(source: Path, settings: dict[str, Any]) -> None:
                        "its baselines cannot stand in for this evaluation's.")
 
 
-def reuse_baselines(source: Path, store: Partial, tuning: dict[str, Any], names: list[str], num_chunks: int,
-                    tuned: bool) -> list[str]:
+def reuse_baselines(source: Path, store: Partial, names: list[str], num_chunks: int, tuned: bool) -> list[str]:
     """Copy the baselines' tuning and test units of the evaluation in `source` into `store`: valid
     because a baseline's results depend only on the settings `meta.json` records (checked by
     `check_baselines_source`) and on the optimizee and baseline configs (checked by the CLI), never
@@ -116,10 +116,10 @@ def reuse_baselines(source: Path, store: Partial, tuning: dict[str, Any], names:
                 store.path(name, k).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(unit, store.path(name, k))
         if tuned:
-            tuning["selected"][name] = their_tuning["selected"][name]
-            tuning["scores"][name] = their_tuning["scores"][name]
+            store.tuning["selected"][name] = their_tuning["selected"][name]
+            store.tuning["scores"][name] = their_tuning["scores"][name]
         reused.append(name)
-    store.save_tuning(tuning)
+    store.save_tuning(store.tuning)
     print(f"l2o-eval: baselines {', '.join(reused) or '(none)'} reused from {source}", file=sys.stderr)
     return reused
 
@@ -137,7 +137,7 @@ def run_unit(name: str, learned: dict[str, OptimizerNet], baselines: dict[str, O
     else:
         losses, final_params, final_state = run_torch_optimizer(baselines[name], problem, steps, lrs[name])
     metrics: dict[str, torch.Tensor] = {}
-    if hasattr(problem, "test_metrics"):  # MNIST, CIFAR: test-set loss and accuracy (with the final batch-norm statistics)
+    if problem.has_test_metrics:  # MNIST, CIFAR: test-set loss and accuracy (with the final batch-norm statistics)
         alive = ~diverged_mask(losses, divergence_factor)[-1].to(final_params.device)
         if alive.any():
             rows = alive.nonzero().flatten()
@@ -184,82 +184,35 @@ def combine(units: list[dict[str, Any]], divergence_factor: float) -> tuple[Curv
     return curve, extra
 
 
-def evaluate(
-    family: Family,
-    *,
-    learned: dict[str, OptimizerNet],
-    baselines: dict[str, OptimizerFactory],
-    steps: int,
-    num_test: int,
-    lr_grid: Sequence[float] | None,
-    tune_metric: str = "final",
-    num_tune: int = 100,
-    tune_steps: int | None = None,
-    chunk_problems: int | None = None,
-    resume: bool = False,
-    divergence_factor: float = 10.0,
-    device: torch.device,
-    out_dir: str | Path,
-    optimizee_name: str,
-    progress: bool = True,
-    meta: dict[str, Any] | None = None,
-    workers: int = 1,
-    baselines_from: str | Path | None = None,
-) -> tuple[dict[str, Any], str]:
-    """Tune each baseline's lr on the validation problems (`num_tune` of them, for `tune_steps`
-    steps, by default the evaluation's), then run everything on the test problems (seeds
-    disjoint from training and validation) in chunks of `chunk_problems`; write all result files.
-    `meta` (what else defines this evaluation, e.g. the checkpoints) must match on resume.
-    `workers` > 1 runs that many units at once in worker processes, sharing the cores (on the
-    CPU the LSTM's small kernels do not use two threads well, two one-thread processes do).
-    `baselines_from` (an earlier evaluation's directory with the same settings) supplies the
-    baselines' tuning and test units, so a new learned optimizer is run alone against them."""
-    out = Path(out_dir)
-    tune_steps = tune_steps or steps
-    chunk_problems = chunk_problems or num_test
-    jobs = list(learned) + list(baselines)
-    settings = {
-        "optimizee": optimizee_name, "steps": steps, "num_test": num_test, "chunk_problems": chunk_problems,
-        "optimizers": jobs, "lr_grid": list(lr_grid or []), "tune_metric": tune_metric, "num_tune": num_tune,
-        "tune_steps": tune_steps, "divergence_factor": divergence_factor, **(meta or {})}
-    if baselines_from is not None:
-        check_baselines_source(Path(baselines_from), settings)
-    store = Partial(out / "partial", settings, resume)
-    kill_after = int(os.environ.get(KILL_AFTER_ENV, "0"))
-    saved_now = 0
-
-    def saved() -> None:
-        nonlocal saved_now
-        saved_now += 1
-        if kill_after and saved_now >= kill_after:
-            os.kill(os.getpid(), signal.SIGKILL)
-
-    # 1. each baseline's learning rate, saved as soon as it is tuned
-    tuning: dict[str, Any] = store.tuning or {"metric": tune_metric, "grid": list(lr_grid or []), "steps": tune_steps,
-                                              "num_problems": num_tune, "scores": {}, "selected": {}}
-    if baselines_from is not None:
-        reuse_baselines(Path(baselines_from), store, tuning, list(baselines), -(-num_test // chunk_problems), bool(lr_grid))
-    lrs: dict[str, float | None] = {name: None for name in learned}
-    tune_problem = None
+def tune_baselines(family: Family, baselines: dict[str, OptimizerFactory], protocol: Protocol, store: Partial,
+                   device: torch.device) -> dict[str, float | None]:
+    """Each baseline's lr: tuned on the validation problems (saved as soon as each is) or, without
+    a tuning grid, its configured one. A baseline whose every grid lr diverged runs at the smallest."""
+    t = protocol.tuning
+    tuning = store.tuning
+    lrs: dict[str, float | None] = {}
+    problem = None
     for name, factory in baselines.items():
-        if not lr_grid:
-            lrs[name] = factory.keywords.get("lr") if hasattr(factory, "keywords") else None
+        if not t.grid:
+            lrs[name] = factory.keywords.get("lr") if isinstance(factory, functools.partial) else None
             continue
         if name not in tuning["selected"]:
-            if tune_problem is None:
-                tune_problem = family.sample(split_seeds("val", num_tune), device)
-            lr, tuning["scores"][name] = tune_lr(factory, tune_problem, tune_steps, lr_grid, tune_metric, divergence_factor)
-            tuning["selected"][name] = lr
+            if problem is None:
+                problem = family.sample(split_seeds("val", t.num_problems), device)
+            tuning["selected"][name], tuning["scores"][name] = tune_lr(factory, problem, t.steps, t.grid, t.metric,
+                                                                       protocol.divergence_factor)
             store.save_tuning(tuning)
-            saved()
-        # every grid value diverged: run the smallest, reported as diverged
-        lrs[name] = tuning["selected"][name] if tuning["selected"][name] is not None else min(lr_grid)
-    del tune_problem
+        lrs[name] = tuning["selected"][name] if tuning["selected"][name] is not None else min(t.grid)
+    return lrs
 
-    # 2. every optimizer on every chunk of test problems, chunk by chunk
-    seeds = split_seeds("test", num_test)
-    chunks = [seeds[i : i + chunk_problems] for i in range(0, num_test, chunk_problems)]
-    units: dict[str, list[dict[str, Any] | None]] = {name: [store.load(name, k) for k in range(len(chunks))] for name in jobs}
+
+def run_units(jobs: list[str], chunks: list[list[int]], run: dict[str, Any], store: Partial, workers: int,
+              progress: bool, on_done: Any) -> dict[str, list[dict[str, Any]]]:
+    """Every optimizer on every chunk of test problems, skipping the units saved before (resume):
+    here one by one, or `workers` at once in worker processes sharing the cores (on the CPU the
+    LSTM's small kernels use a second thread poorly, two one-thread processes do not). `run`:
+    family, learned, baselines, lrs, steps, device, divergence_factor."""
+    units = {name: [store.load(name, k) for k in range(len(chunks))] for name in jobs}
     todo = [(k, name) for k in range(len(chunks)) for name in jobs if units[name][k] is None]
     bar = tqdm(total=len(chunks) * len(jobs), initial=len(chunks) * len(jobs) - len(todo), desc="evaluate",
                disable=not progress, dynamic_ncols=True, mininterval=1.0)
@@ -267,50 +220,71 @@ def evaluate(
     def finished(name: str, k: int, unit: dict[str, Any]) -> None:
         units[name][k] = unit
         bar.update(1)
-        saved()
-        if len(chunks) > 1:
-            write_progress(out, units, lrs, optimizee_name, divergence_factor, num_test)
+        store.unit_done(name, k)
+        on_done(units)
 
     if workers > 1 and len(todo) > 1:
-        blob = pickle.dumps({
-            "family": family, "baselines": baselines, "lrs": lrs, "steps": steps, "device": device,
-            "divergence_factor": divergence_factor,
-            "learned": {n: (net.full_config(), net.state_dict(), bool(getattr(net, "compiled", False)))
-                        for n, net in learned.items()}})
+        blob = pickle.dumps({**{k: v for k, v in run.items() if k != "learned"},
+                             "learned": {n: (net.full_config(), net.state_dict(), net.compiled) for n, net in run["learned"].items()}})
         threads = max(1, torch.get_num_threads() // workers)
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker,
                                  initargs=(blob, threads)) as pool:
-            running = {pool.submit(_worker_unit, name, chunks[k], str(store.path(name, k))): (name, k)
-                       for k, name in todo}
+            running = {pool.submit(_worker_unit, name, chunks[k], str(store.path(name, k))): (name, k) for k, name in todo}
             while running:
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in done:
+                for future in wait(running, return_when=FIRST_COMPLETED)[0]:
                     name, k = running.pop(future)
                     future.result()
                     finished(name, k, store.load(name, k))
     else:
         problems: dict[int, Any] = {}
         for k, name in todo:
-            bar.set_postfix_str(f"{name}, problems {chunks[k][0] - seeds[0]}-{chunks[k][-1] - seeds[0]}")
+            bar.set_postfix_str(f"{name}, chunk {k + 1} of {len(chunks)}")
             if k not in problems:
-                problems.clear()
-                problems[k] = family.sample(chunks[k], device)
-            unit = run_unit(name, learned, baselines, lrs, problems[k], steps, divergence_factor)
+                problems = {k: run["family"].sample(chunks[k], run["device"])}
+            unit = run_unit(name, run["learned"], run["baselines"], run["lrs"], problems[k], run["steps"],
+                            run["divergence_factor"])
             store.save(name, k, unit)
             finished(name, k, unit)
     bar.close()
+    return units
 
-    # 3. the summary over all chunks
+
+def evaluate(family: Family, *, learned: dict[str, OptimizerNet], baselines: dict[str, OptimizerFactory],
+             protocol: Protocol, device: torch.device, out_dir: str | Path, optimizee_name: str, progress: bool = True,
+             meta: dict[str, Any] | None = None, resume: bool = False,
+             baselines_from: str | Path | None = None) -> tuple[dict[str, Any], str]:
+    """Tune each baseline's lr on the validation problems, then run everything on the test problems
+    (seeds disjoint from training and validation) in units of `protocol.chunk_problems`, each saved
+    as it finishes; write all result files. `meta` (what else defines this evaluation, e.g. the
+    checkpoints) must match on resume. `baselines_from` (an earlier evaluation's directory with the
+    same settings) supplies the baselines' tuning and test units, so new learned optimizers run alone."""
+    out, jobs = Path(out_dir), list(learned) + list(baselines)
+    settings = {"optimizee": optimizee_name, **protocol.record(), "optimizers": jobs, **(meta or {})}
+    if baselines_from is not None:
+        check_baselines_source(Path(baselines_from), settings)
+    store = Partial(out / "partial", settings, resume, protocol.tuning)
+    seeds = split_seeds("test", protocol.num_test)
+    chunks = [seeds[i : i + protocol.chunk_problems] for i in range(0, protocol.num_test, protocol.chunk_problems)]
+    if baselines_from is not None:
+        reuse_baselines(Path(baselines_from), store, list(baselines), len(chunks), bool(protocol.tuning.grid))
+    lrs = {**dict.fromkeys(learned), **tune_baselines(family, baselines, protocol, store, device)}
+    run = {"family": family, "learned": learned, "baselines": baselines, "lrs": lrs, "steps": protocol.steps,
+           "device": device, "divergence_factor": protocol.divergence_factor}
+
+    def progress_files(units: dict[str, list[dict[str, Any] | None]]) -> None:
+        if len(chunks) > 1:
+            write_progress(out, units, lrs, optimizee_name, protocol.divergence_factor, protocol.num_test)
+
+    units = run_units(jobs, chunks, run, store, protocol.workers, progress, progress_files)
     curves, extra = {}, {}
     for name in jobs:
-        curves[name], extra[name] = combine(units[name], divergence_factor)
-    summary = report.summarize(curves, lrs, optimizee_name, steps, num_test)
+        curves[name], extra[name] = combine(units[name], protocol.divergence_factor)
+    summary = report.summarize(curves, lrs, optimizee_name, protocol.steps, protocol.num_test)
     if meta and meta.get("optimizee_description"):  # e.g. neural art's feature network, named in every output
         summary["optimizee_description"] = meta["optimizee_description"]
     for name, values in extra.items():
         summary["optimizers"][name].update(values)
-    table = report.write_all(out, curves, lrs, summary, list(learned), tuning)
-    return summary, table
+    return summary, report.write_all(out, curves, lrs, summary, list(learned), store.tuning)
 
 
 def write_progress(out: Path, units: dict[str, list[dict[str, Any] | None]], lrs: dict[str, float | None],

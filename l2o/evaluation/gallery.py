@@ -31,7 +31,7 @@ def collect(family: Any, learned: dict[str, OptimizerNet], baselines: dict[str, 
         images[name] = torch.stack([problem.images(snaps[s]).clamp(0, 1).cpu() for s in sorted(snaps)])
     return {"steps": sorted(set(int(s) for s in steps)), "content": problem.content.cpu(),
             "style": family.style_image.cpu(), "names": list(problem.content_names),
-            "description": getattr(family, "description", ""), "images": images}
+            "description": family.description or "", "images": images}
 
 
 def draw(path: str | Path, gallery: dict[str, Any], title: str = "") -> None:

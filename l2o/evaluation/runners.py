@@ -13,11 +13,14 @@ from l2o.optimizers.base import OptimizerNet
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 
 
+StepHook = Callable[[int, Tensor, Tensor, Tensor, Tensor], None]   # (t, loss (B,), grad, θ_t, θ_{t+1})
+
+
 def run_torch_optimizer(
-    factory: OptimizerFactory, problem: Problem, steps: int, lr: float | None
+    factory: OptimizerFactory, problem: Problem, steps: int, lr: float | None, on_step: StepHook | None = None
 ) -> tuple[Tensor, Tensor, OptimizeeState]:
     """Losses (T+1, B), final parameters (B, D) and final optimizee state of a torch.optim optimizer
-    on all B problems at once.
+    on all B problems at once; `on_step` sees every step (diagnostics: where the updates go).
 
     SGD, NAG, RMSprop and Adam act elementwise, so one optimizer over the stacked (B, D)
     parameters gives every problem exactly the trajectory it would have alone, and
@@ -31,8 +34,11 @@ def run_torch_optimizer(
         opt.zero_grad(set_to_none=True)
         loss, state = problem.evaluate(params, t, state)
         loss.sum().backward()
+        before = params.detach().clone() if on_step is not None else None
         opt.step()
         losses.append(loss.detach())
+        if on_step is not None:
+            on_step(t, loss.detach(), params.grad, before, params.detach())
     with torch.no_grad():
         losses.append(problem.evaluate(params, steps, state)[0])
     return torch.stack(losses), params.detach(), state

@@ -10,13 +10,16 @@ long run, which is what keeps it from drifting off when the horizon grows.
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 from torch import Tensor
 
+from l2o import checks
 from l2o.errors import L2OError
-from l2o.meta.unroll import Carry
+from l2o.meta.bptt import MetaLoss, TruncatedBPTT
+from l2o.meta.schedule import _as_config
+from l2o.meta.unroll import Carry, start
 from l2o.optimizees.base import Problem, detach_state
 from l2o.optimizers.base import OptimizerNet
 
@@ -43,8 +46,7 @@ class Imitation:
         if not probs or not all(isinstance(p, (int, float)) and not isinstance(p, bool) and 0 <= p <= 1 for p in probs):
             raise L2OError(f"schedule.imitation.probability={probability!r} must be a number in [0, 1] "
                            "or a non-empty list of them (one per curriculum stage).")
-        if not (isinstance(weight, (int, float)) and weight > 0):
-            raise L2OError(f"schedule.imitation.weight={weight!r} must be a number > 0.")
+        checks.number(weight, "schedule.imitation.weight", above=0)
         self.teacher_factory = teacher or functools.partial(torch.optim.Adam, lr=0.01)
         self.probabilities = [float(p) for p in probs]
         self.weight, self.normalize = float(weight), bool(normalize)
@@ -64,9 +66,10 @@ class Imitation:
     def loss(self, update: Tensor, target: Tensor) -> Tensor:
         return self.weight * step_matching_loss(update, target, self.normalize)
 
-    def config(self) -> dict[str, Any]:
-        from l2o.meta.schedule import _as_config
+    def mixed_with(self, bptt: TruncatedBPTT) -> "ImitationMixed":
+        return ImitationMixed(self, bptt)
 
+    def config(self) -> dict[str, Any]:
         return {"_target_": f"{__name__}.Imitation", "teacher": _as_config(self.teacher_factory),
                 "probability": self.probabilities if len(self.probabilities) > 1 else self.probabilities[0],
                 "weight": self.weight, "normalize": self.normalize}
@@ -98,3 +101,23 @@ def imitate(net: OptimizerNet, problem: Problem, carry: Carry, num_steps: int, t
     new_carry = Carry(theta.detach().clone(), grad.detach(), loss, detach_state(state), carry.step + num_steps,
                       detach_state(problem_state))
     return meta_loss, torch.stack(losses), new_carry
+
+
+class ImitationMixed:
+    """A gradient estimator (l2o.meta.bptt): in the epochs `imitation` draws, the step-matching
+    meta-loss along the teacher's trajectory, unroll by unroll; in the others `bptt`'s."""
+
+    def __init__(self, imitation: Imitation, bptt: TruncatedBPTT):
+        self.imitation, self.bptt = imitation, bptt
+
+    def truncations(self, net: OptimizerNet, problem: Problem, horizon: int, gen: torch.Generator,
+                    stage: int) -> Iterator[MetaLoss]:
+        if not self.imitation.draw(gen, stage):
+            yield from self.bptt.truncations(net, problem, horizon, gen, stage)
+            return
+        carry = start(net, problem)
+        teacher = self.imitation.teacher(carry.params)
+        while carry.step < horizon:
+            value, _, carry = imitate(net, problem, carry, min(self.bptt.unroll, horizon - carry.step), teacher,
+                                      self.imitation.loss)
+            yield MetaLoss(value, carry, "meta/imitation_loss")

@@ -12,6 +12,7 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import Tensor
 
+from l2o import checks
 from l2o.errors import L2OError
 
 WEIGHT_KINDS = ("uniform", "increasing", "last")
@@ -56,8 +57,7 @@ class MeanLogLoss:
     same, so late, small losses still teach (losses must be >= 0)."""
 
     def __init__(self, eps: float = 1e-12):
-        if not (isinstance(eps, (int, float)) and eps > 0):
-            raise L2OError(f"schedule.objective.eps={eps!r} must be a number > 0.")
+        checks.number(eps, "schedule.objective.eps", above=0)
         self.eps = float(eps)
 
     def check(self, max_horizon: int) -> None:

@@ -7,7 +7,8 @@ from typing import Any, Callable
 
 import torch
 
-from l2o.errors import L2OError
+from l2o import checks
+from l2o.meta.bptt import TruncatedBPTT
 from l2o.meta.objectives import WeightedSum
 from l2o.meta.truncation import Constant
 
@@ -20,7 +21,8 @@ class Schedule:
     `meta_optimizer` (a partial taking params and lr, Adam by default) and `lr_scheduler` (a
     partial taking the optimizer, stepped once per epoch; ExponentialLR(meta_lr_decay) by
     default) train φ. `imitation` and `scaling` (None = off) are the stabilising techniques of
-    Chen et al. 2020 and Lv et al. 2017, see their modules."""
+    Chen et al. 2020 and Lv et al. 2017, see their modules; `estimator` replaces the gradient
+    estimator (`gradient_estimator`)."""
 
     epochs: int = 100
     horizon: int = 100
@@ -40,48 +42,45 @@ class Schedule:
     lr_scheduler: Callable[..., Any] | None = None
     imitation: Any = None  # l2o.meta.imitation.Imitation: some epochs follow a teacher's trajectory (Chen et al. 2020)
     scaling: Any = None  # l2o.optimizees.scaling.RandomScaling: training problems randomly rescaled (Lv et al. 2017)
+    estimator: Any = None  # a meta-gradient estimator (l2o.meta.bptt); None = truncated BPTT, mixed with `imitation`
 
     def __post_init__(self) -> None:
         for key in ("epochs", "horizon", "unroll", "problems_per_epoch", "val_every", "num_val", "val_window"):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise L2OError(f"schedule.{key}={value!r} must be a positive integer.")
-        if not (isinstance(self.meta_lr, (int, float)) and self.meta_lr > 0):
-            raise L2OError(f"schedule.meta_lr={self.meta_lr!r} must be a positive number (paper: 1e-3 .. 1e-2).")
-        if not (0 < self.meta_lr_decay <= 1):
-            raise L2OError(f"schedule.meta_lr_decay={self.meta_lr_decay!r} must be in (0, 1].")
-        if self.clip_grad_norm is not None and not self.clip_grad_norm > 0:
-            raise L2OError(f"schedule.clip_grad_norm={self.clip_grad_norm!r} must be > 0, or null to disable clipping.")
-        if self.patience is not None and (not isinstance(self.patience, int) or self.patience < 1):
-            raise L2OError(f"schedule.patience={self.patience!r} must be a positive integer, or null for no early stopping.")
+            checks.integer(getattr(self, key), f"schedule.{key}")
+        checks.number(self.meta_lr, "schedule.meta_lr", above=0, note=" (paper: 1e-3 .. 1e-2)")
+        checks.number(self.meta_lr_decay, "schedule.meta_lr_decay", above=0, at_most=1)
+        checks.number(self.clip_grad_norm, "schedule.clip_grad_norm", above=0, allow_none=True, note=" (null: no clipping)")
+        checks.integer(self.patience, "schedule.patience", allow_none=True, note=" (null: no early stopping)")
         self.truncation = self.truncation if self.truncation is not None else Constant(self.horizon)
         self.objective = self.objective if self.objective is not None else WeightedSum()
         self.truncation.check(self.epochs, self.unroll)
         self.objective.check(self.max_horizon)
 
-    def horizon_at(self, epoch: int, gen: torch.Generator | None = None, stage: int = 0) -> int:
-        """The training horizon T of `epoch` (0-based) in curriculum stage `stage`."""
-        if getattr(self.truncation, "num_stages", 1) == 1:  # a user's one-stage schedule may not take `stage`
-            return self.truncation.horizon_at(epoch, gen)
-        return self.truncation.horizon_at(epoch, gen, stage)
+    def horizon_at(self, epoch: int, gen: torch.Generator | None = None) -> int:
+        """The training horizon T of `epoch` (0-based), where the truncation schedule stands now."""
+        return self.truncation.horizon_at(epoch, gen)
 
     @property
     def val_horizons(self) -> list[int]:
-        """The horizons validation scores φ at (in the first stage)."""
+        """The horizons validation scores φ at now."""
         return self.truncation.val_horizons
-
-    def val_horizons_at(self, stage: int) -> list[int]:
-        at = getattr(self.truncation, "val_horizons_at", None)
-        return at(stage) if at is not None else self.truncation.val_horizons
 
     @property
     def num_stages(self) -> int:
-        return getattr(self.truncation, "num_stages", 1)
+        return self.truncation.num_stages
 
     @property
     def max_horizon(self) -> int:
         """The longest horizon any epoch or validation runs."""
-        return getattr(self.truncation, "max_horizon", None) or max(self.truncation.val_horizons)
+        return self.truncation.max_horizon
+
+    def gradient_estimator(self) -> Any:
+        """The meta-gradient estimator of an epoch: `estimator` if set, else truncated BPTT (with
+        imitation of a teacher in some epochs when `imitation` is set)."""
+        if self.estimator is not None:
+            return self.estimator
+        bptt = TruncatedBPTT(self.objective, self.unroll, self.second_derivatives)
+        return self.imitation.mixed_with(bptt) if self.imitation is not None else bptt
 
     def make_meta_optimizer(self, params: Any) -> tuple[torch.optim.Optimizer, Any]:
         """The meta-optimizer over φ and its lr schedule."""

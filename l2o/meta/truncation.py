@@ -1,10 +1,12 @@
 """Truncation schedules: how long the optimization run of each meta-training epoch is.
 
-Small objects in the shape of learned_optimization's truncation schedules: `horizon_at(epoch,
-gen, stage)` gives the epoch's horizon T (any randomness drawn from `gen`, the trainer's
-checkpointed generator, so a resumed run draws the same lengths), `val_horizons_at(stage)` the
-horizons validation scores φ at. Only `Adaptive` has more than one stage: the trainer moves it on
-(its stage is part of the checkpointed progress record). Chosen in config
+Small objects in the shape of learned_optimization's truncation schedules, each owning its state:
+`horizon_at(epoch, gen)` gives the epoch's horizon T (any randomness drawn from `gen`, the
+trainer's checkpointed generator, so a resumed run draws the same lengths), `val_horizons` the
+horizons validation scores φ at now, and `observe(epoch, improved)`, called after every
+validation check, may move the schedule on (STAY, ADVANCE: the trainer restores the best φ and
+rescores it at the new yardstick, STOP). `state_dict()` / `load_state_dict()` go into the
+checkpoint, so the trainer keeps no field of any schedule. Chosen in config
 (`truncation=constant|curriculum|log_uniform|adaptive`).
 """
 from __future__ import annotations
@@ -14,34 +16,63 @@ from typing import Any, Sequence
 
 import torch
 
+from l2o import checks
 from l2o.errors import L2OError
 
 
-def _positive_int(value: Any, key: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise L2OError(f"{key}={value!r} must be a positive integer.")
-    return value
 
 
-class _OneStage:
-    """Schedules without stages: the stage argument is ignored."""
+# what a schedule tells the trainer after a validation check
+STAY, ADVANCE, STOP = "stay", "advance", "stop"
+
+
+class TruncationSchedule:
+    """The interface, with the defaults of a schedule without stages or state."""
 
     num_stages = 1
+    stage = 0
 
-    def val_horizons_at(self, stage: int = 0) -> list[int]:
-        return self.val_horizons
+    def check(self, epochs: int, unroll: int) -> None:
+        """Refuse settings that cannot run (an unroll longer than every horizon, ...)."""
+
+    def horizon_at(self, epoch: int, gen: torch.Generator | None = None) -> int:
+        raise NotImplementedError
+
+    @property
+    def val_horizons(self) -> list[int]:
+        """The horizons validation scores φ at now (the mean final loss over them)."""
+        raise NotImplementedError
 
     @property
     def max_horizon(self) -> int:
+        """The longest horizon any epoch or validation runs."""
         return max(self.val_horizons)
 
+    def observe(self, epoch: int, improved: bool) -> str:
+        """After a validation check before `epoch` (whether it beat the best so far): STAY, ADVANCE or STOP."""
+        return STAY
 
-class Constant(_OneStage):
+    def stop_reason(self) -> str:
+        """Why `observe` said STOP, for the log."""
+        return "the schedule ended"
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+    def config(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+
+class Constant(TruncationSchedule):
     """The same horizon T every epoch (the paper). `validate_at` lists the horizons validation scores
     (the mean final loss over them; default [T]), e.g. [100, 200] to pick φ for a 200-step evaluation."""
 
     def __init__(self, horizon: int = 100, validate_at: Sequence[int] | None = None):
-        self.horizon = _positive_int(horizon, "schedule.truncation.horizon")
+        self.horizon = checks.integer(horizon, "schedule.truncation.horizon")
         ok = validate_at is None or (isinstance(validate_at, Sequence) and not isinstance(validate_at, str)
                                      and len(validate_at) > 0
                                      and all(isinstance(h, int) and not isinstance(h, bool) and h > 0 for h in validate_at))
@@ -55,7 +86,7 @@ class Constant(_OneStage):
             raise L2OError(f"schedule.unroll={unroll} is longer than schedule.horizon={self.horizon}; "
                            "the unroll length U must satisfy 1 <= U <= T.")
 
-    def horizon_at(self, epoch: int, gen: torch.Generator | None = None, stage: int = 0) -> int:
+    def horizon_at(self, epoch: int, gen: torch.Generator | None = None) -> int:
         return self.horizon
 
     @property
@@ -96,7 +127,7 @@ class Curriculum(Constant):
                 f"epochs increasing within 1..epochs-1={epochs - 1} and horizons >= unroll={unroll}, e.g. [[800, 200]]."
             )
 
-    def horizon_at(self, epoch: int, gen: torch.Generator | None = None, stage: int = 0) -> int:
+    def horizon_at(self, epoch: int, gen: torch.Generator | None = None) -> int:
         horizon = self.horizon
         for start, stage_horizon in self.stages:
             if epoch >= start:
@@ -111,13 +142,13 @@ class Curriculum(Constant):
         return {"_target_": f"{__name__}.Curriculum", "horizon": self.horizon, "stages": self.stages}
 
 
-class LogUniform(_OneStage):
+class LogUniform(TruncationSchedule):
     """A random horizon each epoch, T = round(exp(U(log low, log high))): short runs are
     cheap and many, long ones teach the far end. Validation at `high`."""
 
     def __init__(self, low: int = 20, high: int = 100):
-        self.low = _positive_int(low, "schedule.truncation.low")
-        self.high = _positive_int(high, "schedule.truncation.high")
+        self.low = checks.integer(low, "schedule.truncation.low")
+        self.high = checks.integer(high, "schedule.truncation.high")
         if self.low > self.high:
             raise L2OError(f"schedule.truncation.low={low} must be <= schedule.truncation.high={high}.")
 
@@ -125,7 +156,7 @@ class LogUniform(_OneStage):
         if unroll > self.high:
             raise L2OError(f"schedule.unroll={unroll} is longer than schedule.truncation.high={self.high}.")
 
-    def horizon_at(self, epoch: int, gen: torch.Generator | None = None, stage: int = 0) -> int:
+    def horizon_at(self, epoch: int, gen: torch.Generator | None = None) -> int:
         u = float(torch.rand((), generator=gen))
         return int(round(math.exp(math.log(self.low) + u * (math.log(self.high) - math.log(self.low)))))
 
@@ -137,11 +168,7 @@ class LogUniform(_OneStage):
         return {"_target_": f"{__name__}.LogUniform", "low": self.low, "high": self.high}
 
 
-# what the adaptive curriculum tells the trainer after a validation check
-STAY, ADVANCE, STOP = "stay", "advance", "stop"
-
-
-class Adaptive:
+class Adaptive(TruncationSchedule):
     """An adaptive horizon curriculum (Chen et al. 2020): stage k trains with T = horizons[k] and
     validates at the next stage's horizon (the last stage at its own), so φ is chosen for the
     length it must reach next. When `patience` checks in a row bring no improvement, or the stage
@@ -150,21 +177,23 @@ class Adaptive:
     from ends the run (longer horizons stopped helping), as does the end of the last stage.
     `min_checks` keeps every stage for at least that many checks whatever they show: Chen et al.'s
     rule is patience 1 after at least 3 checks (a slow start does not end a stage).
-    Each stage's best φ is kept as `best_stage<k>.pt`; `best.pt` is the latest stage's best."""
+    Each stage's best φ is kept as `best_stage<k>.pt`; `best.pt` is the latest stage's best.
+    State: the stage, its start epoch, its checks, the checks since its best, whether any improved."""
 
     def __init__(self, horizons: Sequence[int] = (100, 200, 500, 1000), patience: int = 3,
                  stage_epochs: int | Sequence[int] | None = None, min_checks: int = 1):
         ok = isinstance(horizons, Sequence) and not isinstance(horizons, str) and len(horizons) > 0
         self.raw = horizons
         self.horizons = [h for h in horizons] if ok else None
-        self.patience = _positive_int(patience, "schedule.truncation.patience")
-        self.min_checks = _positive_int(min_checks, "schedule.truncation.min_checks")
+        self.patience = checks.integer(patience, "schedule.truncation.patience")
+        self.min_checks = checks.integer(min_checks, "schedule.truncation.min_checks")
         n = len(self.horizons) if ok else 1
         caps = stage_epochs if isinstance(stage_epochs, Sequence) and not isinstance(stage_epochs, str) else [stage_epochs] * n
         if len(caps) != n or any(c is not None and (isinstance(c, bool) or not isinstance(c, int) or c < 1) for c in caps):
             raise L2OError(f"schedule.truncation.stage_epochs={stage_epochs!r} must be null, a positive integer, "
                            f"or one positive integer per stage ({n}).")
         self.stage_epochs = list(caps)
+        self.stage, self.stage_start, self.checks, self.checks_since_best, self.improved = 0, 0, 0, 0, False
 
     @property
     def num_stages(self) -> int:
@@ -177,15 +206,12 @@ class Adaptive:
             raise L2OError(f"schedule.truncation.horizons={self.raw!r} must be a list of increasing integer "
                            f"horizons, the first >= unroll={unroll}, e.g. [100, 200, 500, 1000].")
 
-    def horizon_at(self, epoch: int, gen: torch.Generator | None = None, stage: int = 0) -> int:
-        return self.horizons[stage]
-
-    def val_horizons_at(self, stage: int = 0) -> list[int]:
-        return [self.horizons[min(stage + 1, self.num_stages - 1)]]
+    def horizon_at(self, epoch: int, gen: torch.Generator | None = None) -> int:
+        return self.horizons[self.stage]
 
     @property
     def val_horizons(self) -> list[int]:
-        return self.val_horizons_at(0)
+        return [self.horizons[min(self.stage + 1, self.num_stages - 1)]]
 
     @property
     def max_horizon(self) -> int:
@@ -204,6 +230,27 @@ class Adaptive:
         if stage + 1 >= self.num_stages or not stage_improved:
             return STOP
         return ADVANCE
+
+    def observe(self, epoch: int, improved: bool) -> str:
+        """Count the check; on ADVANCE the next stage starts at `epoch` with fresh counters."""
+        self.checks += 1
+        self.improved = self.improved or improved
+        self.checks_since_best = 0 if improved else self.checks_since_best + 1
+        decision = self.decide(self.stage, self.checks_since_best, self.improved, epoch - self.stage_start, self.checks)
+        if decision == ADVANCE:
+            self.stage, self.stage_start, self.checks, self.checks_since_best, self.improved = self.stage + 1, epoch, 0, 0, False
+        return decision
+
+    def stop_reason(self) -> str:
+        return "its last stage stopped improving" if self.improved else f"stage {self.stage} never improved"
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"stage": self.stage, "stage_start": self.stage_start, "checks": self.checks,
+                "checks_since_best": self.checks_since_best, "improved": self.improved}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.stage, self.stage_start, self.checks = state["stage"], state["stage_start"], state["checks"]
+        self.checks_since_best, self.improved = state["checks_since_best"], state["improved"]
 
     def config(self) -> dict[str, Any]:
         # min_checks only when set: runs saved before it existed still resume (their config matches)

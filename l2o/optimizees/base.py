@@ -68,10 +68,15 @@ class Problem(ABC):
     A stateless problem implements `loss(params, step)`. A problem with state that evolves
     along the optimization (batch-norm running statistics) implements `init_state()` and
     `evaluate(params, step, state) -> (losses, new_state)`; the unroll carries that state and
-    detaches it at every truncation, like θ."""
+    detaches it at every truncation, like θ.
+
+    Optional capabilities are declared, with these defaults: `has_test_metrics` (a held-out set:
+    `test_metrics(params, state)` gives each instance's test loss and accuracy, which l2o-eval
+    reports beside the training loss)."""
 
     spec: ParamSpec
     num_problems: int
+    has_test_metrics: bool = False
 
     @property
     def layout(self) -> Layout:
@@ -102,15 +107,32 @@ class Problem(ABC):
         `evaluate` returns; a wrapper that rescales the loss for the optimizer undoes it here."""
         return loss
 
+    def test_metrics(self, params: Tensor, state: OptimizeeState = None) -> dict[str, Tensor]:
+        """{metric: (B,)} of the parameters on held-out data (only with `has_test_metrics`)."""
+        raise NotImplementedError(f"{type(self).__name__} has no test set (has_test_metrics is False)")
+
 
 class Family(ABC):
-    """A distribution over problems; `sample(seeds)` is deterministic in the seeds."""
+    """A distribution over problems; `sample(seeds)` is deterministic in the seeds.
+
+    Optional capabilities are declared, with these defaults: `description` (what exactly is
+    optimized, e.g. which feature network; recorded in checkpoints and every result),
+    `training_mix` (a mix of families, one member per batch: for meta-training, not a test
+    setting), `draws_images` (its parameters are images: l2o-eval can show each optimizer's,
+    `gallery.steps`), and `validation_problems` (by default one batch of `sample`)."""
 
     spec: ParamSpec
+    description: str | None = None
+    training_mix: bool = False
+    draws_images: bool = False
 
     @abstractmethod
     def sample(self, seeds: Sequence[int], device: torch.device | str = "cpu") -> Problem:
         """One instance per seed; instance i is the same whatever else is in the batch."""
+
+    def validation_problems(self, seeds: Sequence[int], device: torch.device | str = "cpu") -> Problem | list[Problem]:
+        """What meta-training validates on: one batch of the validation seeds (a mix: one per member)."""
+        return self.sample(seeds, device)
 
 
 def generator_for(seed: int) -> torch.Generator:

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from l2o.data import verify_files
+from l2o import checks
 from l2o.errors import L2OError
 from l2o.optimizees.base import SPLIT_OFFSETS, Family, OptimizeeState, Problem, generator_for, select_instances
 
@@ -48,6 +49,8 @@ def label_subset(x: Tensor, y: Tensor, labels: Sequence[int] | None) -> tuple[Te
 
 
 class ClassifierProblem(Problem):
+    has_test_metrics = True
+
     def __init__(self, family: "ClassifierFamily", theta0: Tensor, perms: Tensor, offset: int):
         self.family, self.spec, self.theta0 = family, family.spec, theta0
         self.perms, self.offset = perms, offset  # (B, n) per-instance minibatch order within the data part
@@ -102,8 +105,7 @@ class ClassifierFamily(Family):
 
     def __init__(self, dataset: Any, test_dataset: Any = None, batch_size: int = 128,
                  test_part_start: int | None = None, labels: Sequence[int] | None = None):
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise L2OError(f"optimizee.batch_size={batch_size!r} must be a positive integer.")
+        checks.integer(batch_size, "optimizee.batch_size")
         x, y = dataset_tensors(dataset)
         if labels is not None:
             labels = [int(v) for v in labels]

@@ -22,6 +22,8 @@ _MEMBER_STREAM = 0x5EED  # keeps the member draw independent of the member's own
 class Mix(Family):
     """`members`: {name: family}; `weights`: {name: weight} (missing names weigh 1)."""
 
+    training_mix = True
+
     def __init__(self, members: Mapping[str, Family], weights: Mapping[str, float] | None = None):
         if not members:
             raise L2OError("optimizee.members is empty; a mix needs at least one optimizee family.")

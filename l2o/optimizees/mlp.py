@@ -14,6 +14,7 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor
 
+from l2o import checks
 from l2o.errors import L2OError
 from l2o.optimizees.base import OptimizeeState, ParamSpec
 from l2o.optimizees.classifier import ClassifierFamily, check_widths
@@ -40,8 +41,7 @@ class MLPClassifier(ClassifierFamily):
             raise L2OError(f"optimizee.activation={activation!r} is unknown; allowed: {', '.join(ACTIVATIONS)}.")
         hidden = list(hidden)
         check_widths("hidden", hidden, " (one width per hidden layer)")
-        if not isinstance(init_std, (int, float)) or init_std < 0:
-            raise L2OError(f"optimizee.init_std={init_std!r} must be a number >= 0.")
+        checks.number(init_std, "optimizee.init_std", at_least=0)
         super().__init__(dataset, test_dataset, batch_size, test_part_start, labels)
         self.activation, self.init_std = activation, float(init_std)
         widths = [self.x.shape[1], *hidden, self.num_classes]

@@ -16,12 +16,12 @@ clamped). B instances go through the feature network as one batch.
 """
 from __future__ import annotations
 
-import math
 from typing import Mapping, Sequence
 
 import torch
 from torch import Tensor
 
+from l2o import checks
 from l2o.errors import L2OError
 from l2o.images import load_images, square_crop
 from l2o.optimizees.base import SPLIT_OFFSETS, Family, ParamSpec, Problem, generator_for
@@ -86,17 +86,17 @@ class NeuralArt(Family):
     """Stylisation problems with one style image; `content` maps each split (train, val, test) to
     image sources (l2o.images: paths, folders, `skimage:FILE`, `matplotlib:FILE`)."""
 
+    draws_images = True
+
     def __init__(self, content: Mapping[str, Sequence[str] | str], style: str, features: FeatureNet | None = None,
                  size: int = 64, content_weight: float = 1.0, style_weight: float = 1.0, tv_weight: float = 1.0,
                  init: str = "noise", init_std: float = 0.1, crop_scale: Sequence[float] = (0.5, 1.0)):
-        if isinstance(size, bool) or not isinstance(size, int) or size < 8:
-            raise L2OError(f"optimizee.size={size!r} must be an integer >= 8 (pixels per side).")
+        checks.integer(size, "optimizee.size", low=8, note=" (pixels per side)")
         if init not in INITS:
             raise L2OError(f"optimizee.init={init!r} is unknown; allowed: {', '.join(INITS)}.")
         for key, w in (("content_weight", content_weight), ("style_weight", style_weight), ("tv_weight", tv_weight),
                        ("init_std", init_std)):
-            if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w < 0:
-                raise L2OError(f"optimizee.{key}={w!r} must be a number >= 0.")
+            checks.number(w, f"optimizee.{key}", at_least=0)
         lo, hi = (float(v) for v in crop_scale)
         if not 0 < lo <= hi <= 1:
             raise L2OError(f"optimizee.crop_scale={list(crop_scale)!r} must be [low, high] with 0 < low <= high <= 1.")

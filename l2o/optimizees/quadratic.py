@@ -6,6 +6,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
+from l2o import checks
 from l2o.errors import L2OError
 from l2o.optimizees.base import Family, ParamSpec, Problem, generator_for
 
@@ -32,10 +33,8 @@ class Quadratic(Family):
     def __init__(self, dim: int = 10, distribution: str = "gaussian", init_std: float = 0.01):
         if distribution not in DISTRIBUTIONS:
             raise L2OError(f"optimizee.distribution={distribution!r} is unknown; allowed: {', '.join(DISTRIBUTIONS)}.")
-        if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
-            raise L2OError(f"optimizee.dim={dim!r} must be a positive integer.")
-        if not isinstance(init_std, (int, float)) or init_std < 0:
-            raise L2OError(f"optimizee.init_std={init_std!r} must be a number >= 0.")
+        checks.integer(dim, "optimizee.dim")
+        checks.number(init_std, "optimizee.init_std", at_least=0)
         self.dim, self.distribution, self.init_std = int(dim), distribution, float(init_std)
         self.spec = ParamSpec({"theta": (self.dim,)})
 

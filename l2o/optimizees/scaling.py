@@ -10,13 +10,16 @@ The meta-objective and the logs still count the original loss f (`reported_loss`
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 from torch import Tensor
 
-from l2o.errors import L2OError
-from l2o.optimizees.base import OptimizeeState, Problem
+from l2o import checks
+from l2o.optimizees.base import Family, OptimizeeState, Problem, generator_for
+
+# the factors' generators: seeded apart from the problem's own (which draw θ0, W, minibatches ... from the seed)
+SCALING_SEED = 7_919_000_000
 
 
 class ScaledProblem(Problem):
@@ -44,21 +47,40 @@ class ScaledProblem(Problem):
         return self.inner.reported_loss(loss / self.loss_scale)
 
 
+class ScaledFamily(Family):
+    """`inner`'s problems, each seen through the factors `scaling` draws from its seed."""
+
+    def __init__(self, inner: Family, scaling: "RandomScaling"):
+        self.inner, self.scaling, self.spec = inner, scaling, inner.spec
+
+    @property
+    def description(self) -> str | None:
+        return self.inner.description
+
+    def sample(self, seeds: Sequence[int], device: torch.device | str = "cpu") -> ScaledProblem:
+        return self.scaling.apply(self.inner.sample(seeds, device), seeds)
+
+
 class RandomScaling:
-    """Wraps each training problem in a `ScaledProblem` with factors exp(U(−param_range,
-    param_range)) per coordinate and exp(U(−loss_range, loss_range)) per instance (0 = off),
-    drawn from the trainer's checkpointed generator so a resumed run draws the same ones."""
+    """A wrapper of the training family (`wrap`): each problem seen as a `ScaledProblem` with
+    factors exp(U(−param_range, param_range)) per coordinate and exp(U(−loss_range, loss_range))
+    per instance (0 = off), drawn from the instance's seed, so an instance is the same problem
+    whenever it is drawn, in any batch, on any process, and a resumed run sees the same ones."""
 
     def __init__(self, param_range: float = 3.0, loss_range: float = 3.0):
         for key, value in (("param_range", param_range), ("loss_range", loss_range)):
-            if not (isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0):
-                raise L2OError(f"schedule.scaling.{key}={value!r} must be a number >= 0 (factors exp(U(-r, r))).")
+            checks.number(value, f"schedule.scaling.{key}", at_least=0, note=" (factors exp(U(-r, r)))")
         self.param_range, self.loss_range = float(param_range), float(loss_range)
 
-    def wrap(self, problem: Problem, gen: torch.Generator) -> ScaledProblem:
-        b, d = problem.num_problems, problem.spec.numel
-        c = torch.exp((2 * torch.rand(b, d, generator=gen) - 1) * self.param_range)
-        s = torch.exp((2 * torch.rand(b, generator=gen) - 1) * self.loss_range)
+    def wrap(self, family: Family) -> ScaledFamily:
+        return ScaledFamily(family, self)
+
+    def apply(self, problem: Problem, seeds: Sequence[int]) -> ScaledProblem:
+        """`problem` (one instance per seed) seen through each seed's factors."""
+        d = problem.spec.numel
+        gens = [generator_for(SCALING_SEED + int(seed)) for seed in seeds]
+        c = torch.stack([torch.exp((2 * torch.rand(d, generator=g) - 1) * self.param_range) for g in gens])
+        s = torch.stack([torch.exp((2 * torch.rand((), generator=g) - 1) * self.loss_range) for g in gens])
         probe = problem.init_params()
         return ScaledProblem(problem, c.to(probe.device, probe.dtype), s.to(probe.device, probe.dtype))
 

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from l2o.errors import L2OError
+from l2o import checks
 from l2o.optimizers.base import State
 from l2o.optimizers.rnnprop import RNNprop
 
@@ -37,10 +37,8 @@ class AdamLSTM(RNNprop):
                  eps: float = 1e-8, odd: bool = False, time_scales: Sequence[float] | None = None):
         super().__init__(hidden_size, num_layers, output_scale, input_units, beta1, beta2, eps, odd, time_scales)
         for key, value in (("lr", lr), ("lr_range", lr_range)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-                raise L2OError(f"optimizer.{key}={value!r} must be a number > 0.")
-        if not self.output_scale >= 0:
-            raise L2OError(f"optimizer.output_scale={output_scale!r} must be >= 0.")
+            checks.number(value, f"optimizer.{key}", above=0)
+        checks.number(output_scale, "optimizer.output_scale", at_least=0)
         self.lr, self.lr_range = float(lr), float(lr_range)
         fan_in = self.out_weight.shape[1]
         self.out_weight = nn.Parameter(torch.zeros(2, fan_in))  # zero: the untrained net is Adam

@@ -31,11 +31,18 @@ class OptimizerNet(nn.Module):
     """Base class of learned optimizers. Subclasses set φ in `__init__`, and implement
     `init_state`, `update` and `config` (the keyword arguments that rebuild them).
 
-    `coordinatewise = True` declares that a coordinate's update depends only on its own
-    gradient and state (and the loss and step), so callers may split the coordinates into any
-    pieces and get the same updates: `LearnedOptimizer` then steps a large model in pieces."""
+    What callers may rely on is declared, not probed:
+    - `NAME`: the name results use for it (default: the class name, lowercased);
+    - `coordinatewise = True`: a coordinate's update depends only on its own gradient and state
+      (and the loss and step), so callers may split the coordinates into any pieces and get the
+      same updates: `LearnedOptimizer` then steps a large model in pieces;
+    - `chunk_size`: coordinates per piece of its own no-grad update (None: it has no such path);
+    - `compiled`: whether `compile_layers` switched on fused kernels."""
 
+    NAME: str | None = None
     coordinatewise: bool = False
+    chunk_size: int | None = None
+    compiled: bool = False
 
     @abstractmethod
     def init_state(self, layout: Layout, device: torch.device | str | None = None,
@@ -62,8 +69,8 @@ class OptimizerNet(nn.Module):
 
     @classmethod
     def short_name(cls) -> str:
-        """The name results use for this architecture by default (`NAME` class attribute, else the class name)."""
-        return getattr(cls, "NAME", cls.__name__.lower())
+        """The name results use for this architecture by default (`NAME`, else the class name)."""
+        return cls.NAME or cls.__name__.lower()
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "OptimizerNet":

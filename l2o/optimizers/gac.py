@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from l2o.errors import L2OError
+from l2o import checks
 from l2o.layout import Layout
 from l2o.optimizers.lstm import CoordinatewiseLSTM
 
@@ -32,9 +32,8 @@ class LSTMGAC(CoordinatewiseLSTM):
                  output_scale: float = 0.1, num_global: int = 5, odd: bool = False,
                  time_scales: Sequence[float] | None = None):
         super().__init__(hidden_size, num_layers, preprocess_p, output_scale, odd, time_scales)
-        if isinstance(num_global, bool) or not isinstance(num_global, int) or not 0 <= num_global <= self.hidden_size:
-            raise L2OError(f"optimizer.num_global={num_global!r} must be an integer in 0..hidden_size={self.hidden_size}.")
-        self.num_global = num_global
+        self.num_global = checks.integer(num_global, "optimizer.num_global", low=0, high=self.hidden_size,
+                                         note=" (at most hidden_size)")
 
     def config(self) -> dict[str, Any]:
         return {**super().config(), "num_global": self.num_global}

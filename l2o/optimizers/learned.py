@@ -11,6 +11,7 @@ from torch import nn
 
 from l2o.layout import Layout, module_entries
 from l2o.optimizers.base import OptimizerNet
+from l2o.optimizers.files import load_checkpoint, net_from_checkpoint, pretrained_path
 
 
 class LearnedOptimizer(torch.optim.Optimizer):
@@ -56,8 +57,6 @@ class LearnedOptimizer(torch.optim.Optimizer):
         if (checkpoint is None) == (net is None):
             raise ValueError("LearnedOptimizer needs exactly one of checkpoint= or net=.")
         if net is None:
-            from l2o.checkpoint import load_checkpoint, net_from_checkpoint
-
             net = net_from_checkpoint(load_checkpoint(checkpoint))
         if isinstance(params, nn.Module):
             model, params = params, params.parameters()
@@ -78,9 +77,7 @@ class LearnedOptimizer(torch.optim.Optimizer):
     @classmethod
     def from_pretrained(cls, name: str, params: Any, **kwargs: Any) -> "LearnedOptimizer":
         """A trained optimizer that ships inside the package (`l2o.pretrained.available()`)."""
-        from l2o.pretrained import path_of
-
-        return cls(params, checkpoint=path_of(name), **kwargs)
+        return cls(params, checkpoint=pretrained_path(name), **kwargs)
 
     def _net_for(self, device: torch.device, dtype: torch.dtype) -> OptimizerNet:
         key = (device, dtype)
@@ -88,7 +85,7 @@ class LearnedOptimizer(torch.optim.Optimizer):
             net = copy.deepcopy(self.net).to(device=device, dtype=dtype)
             if self.chunk_size is not None:
                 for module in net.modules():
-                    if hasattr(module, "chunk_size"):
+                    if isinstance(module, OptimizerNet) and module.chunk_size is not None:
                         module.chunk_size = self.chunk_size
             self._nets[key] = net
         return self._nets[key]

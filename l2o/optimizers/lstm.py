@@ -14,13 +14,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from l2o.errors import L2OError
+from l2o import checks
 from l2o.layout import Layout
 from l2o.optimizers.base import OptimizerNet, State
+from l2o.optimizers.parts import MIRROR, StepFeatures, mirrored, odd_update
 from l2o.optimizers.preprocess import preprocess
 
-
-MIRROR = "mirror."  # state-key prefix of the negated stream (odd=True)
+__all__ = ["CoordinatewiseLSTM", "MIRROR", "lstm_cell", "lstm_layer"]
 
 
 def lstm_cell(pre: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
@@ -55,23 +55,17 @@ class CoordinatewiseLSTM(OptimizerNet):
     per coordinate, times `output_scale`. `num_layers=0` is the linear coordinatewise net
     of the authors' CI check. `preprocess_p=None` feeds the raw gradient.
 
-    `odd=True` makes the update an odd function of the gradient history, as SGD's, NAG's,
-    RMSprop's and Adam's are: the net runs twice, on the gradients and on their negatives (each
-    stream with its own state), and the update is half the difference. A coordinate whose
-    gradient has always been zero then never moves. Without it the net's biases move such
-    coordinates by the same amount every step (MNIST: 15% of the coordinates, input weights of
-    pixels blank so far), a drift that grows with the horizon. Removing it did not by itself fix
-    the LSTM's long-horizon stall (README, "Long horizons"); it doubles the net's compute.
+    Two parts of `l2o.optimizers.parts`, for this class and every subclass (LSTM+GAC, RNNprop,
+    AdamLSTM): `odd=True` runs the net as an odd function of the gradient history (`odd_update`;
+    on MNIST a plain net's biases move the 15% of coordinates that never get a gradient every
+    step), `time_scales=[τ1, ...]` adds the step features tanh(t/τ − 1) to the first layer's
+    inputs (`StepFeatures`); a φ trained without them starts a run with them (`init=`) unchanged.
 
-    `time_scales=[τ1, τ2, ...]` adds one input per τ, tanh(t/τ − 1) at optimizee step t, the same
-    for every coordinate (the training-step features of Metz et al.'s learned optimizers). Without
-    them the net cannot tell step 100 from step 9,000 when the gradients look alike, so its steps
-    cannot shrink late in a run as Adam's do (README, "Long horizons": the LSTM's stall there is
-    its step size). A φ trained without them starts a run with them (`init=`) unchanged: their
-    input weights start at zero (`adapt_state_dict`).
+    A subclass whose `mix` shares information between coordinates must declare
+    `coordinatewise = False` (LSTM+GAC does): the chunked no-grad path is for coordinatewise nets.
 
-    State: `h<l>`, `c<l>` of layer l, each (hidden, N); with `odd`, the same again under
-    `mirror.` for the negated stream."""
+    State: `h<l>`, `c<l>` of layer l, each (hidden, N) (`stream_state`); with `odd`, the same again
+    under `mirror.` for the negated stream."""
 
     NAME = "lstm"
     coordinatewise = True
@@ -86,25 +80,15 @@ class CoordinatewiseLSTM(OptimizerNet):
         time_scales: Sequence[float] | None = None,
     ):
         super().__init__()
-        if not isinstance(odd, bool):
-            raise L2OError(f"optimizer.odd={odd!r} must be true or false.")
-        self.odd = odd
-        if int(num_layers) < 0:
-            raise L2OError(f"optimizer.num_layers={num_layers!r} must be >= 0 (0 = linear coordinatewise net).")
-        if int(hidden_size) < 1:
-            raise L2OError(f"optimizer.hidden_size={hidden_size!r} must be a positive integer.")
-        if preprocess_p is not None and not float(preprocess_p) > 0:
-            raise L2OError(f"optimizer.preprocess_p={preprocess_p!r} must be > 0, or null for no preprocessing.")
+        self.odd = checks.flag(odd, "optimizer.odd")
+        checks.integer(num_layers, "optimizer.num_layers", low=0, note=" (0: a linear coordinatewise net)")
+        checks.integer(hidden_size, "optimizer.hidden_size")
+        checks.number(preprocess_p, "optimizer.preprocess_p", above=0, allow_none=True, note=" (null: no preprocessing)")
         self.hidden_size, self.num_layers = int(hidden_size), int(num_layers)
         self.preprocess_p = None if preprocess_p is None else float(preprocess_p)
         self.output_scale = float(output_scale)
-        try:
-            self.time_scales = tuple(float(t) for t in time_scales or ())
-        except (TypeError, ValueError):
-            self.time_scales = (math.nan,)
-        if not all(math.isfinite(t) and t > 0 for t in self.time_scales):
-            raise L2OError(f"optimizer.time_scales={time_scales!r} must be numbers > 0 (optimizee steps).")
-        in_features = (1 if self.preprocess_p is None else 2) + len(self.time_scales)
+        self.step_features = StepFeatures(time_scales)
+        in_features = (1 if self.preprocess_p is None else 2) + len(self.step_features)
 
         # One fused matrix per layer: gates (i, f, o, g) = W @ [h; x; 1], so a layer is one
         # matmul and the three sigmoid gates are one contiguous block.
@@ -123,6 +107,16 @@ class CoordinatewiseLSTM(OptimizerNet):
         # chunks of this many columns: the (4H, chunk) gate block stays in cache and memory does
         # not grow with the model (a 1.2M-parameter CNN needs a 384 MB gate tensor unchunked).
         self.chunk_size = 16384
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.coordinatewise and cls.mix is not CoordinatewiseLSTM.mix:
+            raise TypeError(f"{cls.__name__} overrides mix(), which shares information between coordinates: "
+                            "declare coordinatewise = False")
+
+    @property
+    def time_scales(self) -> tuple[float, ...]:
+        return self.step_features.scales
 
     def layer_weight(self, fan_in: int) -> nn.Parameter:
         """A fresh (4H, H + fan_in + 1) layer matrix, torch.nn.LSTM's U(-1/√H, 1/√H) init."""
@@ -145,7 +139,7 @@ class CoordinatewiseLSTM(OptimizerNet):
             "preprocess_p": self.preprocess_p,
             "output_scale": self.output_scale,
             "odd": self.odd,
-            "time_scales": list(self.time_scales) or None,
+            "time_scales": self.step_features.config(),
         }
 
     def init_free_fields(self, config: dict[str, Any]) -> set[str]:
@@ -160,23 +154,13 @@ class CoordinatewiseLSTM(OptimizerNet):
         if config.get("time_scales") or not self.time_scales or not self.num_layers:
             return state_dict
         state_dict = dict(state_dict)
-        w = state_dict["weights.0"]
-        split = w.shape[1] - 1  # [h; x; 1]: the new inputs go after x, before the bias column
-        zeros = w.new_zeros(w.shape[0], len(self.time_scales))
-        state_dict["weights.0"] = torch.cat((w[:, :split], zeros, w[:, split:]), 1)
+        state_dict["weights.0"] = StepFeatures.widen_first_layer(state_dict["weights.0"], len(self.time_scales))
         return state_dict
-
-    def time_features(self, step: int, like: Tensor) -> Tensor:
-        """(len(time_scales), 1): tanh(t/τ − 1) for each τ at optimizee step t."""
-        t = torch.tensor([step / tau - 1.0 for tau in self.time_scales], dtype=like.dtype, device=like.device)
-        return torch.tanh(t).unsqueeze(1)
 
     def init_state(self, layout: Layout, device: torch.device | str | None = None,
                    dtype: torch.dtype | None = None) -> State:
         state = self.stream_state(layout, device or self.out_weight.device, dtype or self.out_weight.dtype)
-        if self.odd:
-            state.update({MIRROR + k: v.clone() for k, v in state.items()})
-        return state
+        return mirrored(state) if self.odd else state
 
     def stream_state(self, layout: Layout, device: torch.device | str, dtype: torch.dtype) -> State:
         """The state of one stream of gradients (`odd` keeps two): each layer's h and c. Subclasses
@@ -209,18 +193,14 @@ class CoordinatewiseLSTM(OptimizerNet):
         """Updates g (same shape as `grad`) and the next state, for all coordinates at once."""
         if not self.odd:
             return self._stream(grad, state, layout, step)
-        plus = {k: v for k, v in state.items() if not k.startswith(MIRROR)}
-        minus = {k[len(MIRROR):]: v for k, v in state.items() if k.startswith(MIRROR)}
-        up, plus = self._stream(grad, plus, layout, step)
-        down, minus = self._stream(-grad, minus, layout, step)
-        return 0.5 * (up - down), {**plus, **{MIRROR + k: v for k, v in minus.items()}}
+        return odd_update(lambda g, s: self._stream(g, s, layout, step), grad, state)
 
     def _stream(self, grad: Tensor, state: State, layout: Layout, step: int) -> tuple[Tensor, State]:
         """The net's output and next state for one stream of gradients."""
         x, new_state = self.features(grad.reshape(-1), state, layout)
         if self.time_scales:
-            x = torch.cat((x, self.time_features(step, x).expand(-1, x.shape[1])))
-        if not torch.is_grad_enabled() and type(self).mix is CoordinatewiseLSTM.mix:
+            x = torch.cat((x, self.step_features(step, x)))
+        if not torch.is_grad_enabled() and self.coordinatewise:
             out = self._update_chunked(x, state, new_state)
             return self.output(out, new_state).reshape(grad.shape), new_state
         ones = x.new_ones(1, x.shape[1])

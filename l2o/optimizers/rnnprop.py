@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from l2o.errors import L2OError
+from l2o import checks
 from l2o.layout import Layout
 from l2o.optimizers.base import State
 from l2o.optimizers.lstm import CoordinatewiseLSTM
@@ -35,13 +35,10 @@ class RNNprop(CoordinatewiseLSTM):
                  odd: bool = False, time_scales: Sequence[float] | None = None):
         super().__init__(hidden_size, num_layers, preprocess_p=None, output_scale=output_scale, odd=odd,
                          time_scales=time_scales)
-        if isinstance(input_units, bool) or not isinstance(input_units, int) or input_units < 1:
-            raise L2OError(f"optimizer.input_units={input_units!r} must be a positive integer.")
+        checks.integer(input_units, "optimizer.input_units")
         for key, beta in (("beta1", beta1), ("beta2", beta2)):
-            if not 0 <= beta < 1:
-                raise L2OError(f"optimizer.{key}={beta!r} must be in [0, 1).")
-        if not eps > 0:
-            raise L2OError(f"optimizer.eps={eps!r} must be > 0.")
+            checks.number(beta, f"optimizer.{key}", at_least=0, below=1)
+        checks.number(eps, "optimizer.eps", above=0)
         self.input_units, self.beta1, self.beta2, self.eps = input_units, float(beta1), float(beta2), float(eps)
         bound = 1.0 / 2**0.5  # torch.nn.Linear's init for 2 inputs
         self.in_weight = nn.Parameter(torch.empty(input_units, 2).uniform_(-bound, bound))

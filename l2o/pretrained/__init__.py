@@ -6,33 +6,21 @@ trained it) written by `python -m l2o.pretrained export CHECKPOINT NAME "NOTE"`;
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import torch
 
-from l2o.errors import L2OError
+from l2o.optimizers.base import build_net
+from l2o.optimizers.files import PRETRAINED_DIR as HERE
+from l2o.optimizers.files import available, load_checkpoint, payload
+from l2o.optimizers.files import pretrained_path as path_of
 
-HERE = Path(__file__).resolve().parent
-
-
-def available() -> list[str]:
-    return sorted(p.stem for p in HERE.glob("*.pt"))
-
-
-def path_of(name: str) -> Path:
-    path = HERE / f"{name}.pt"
-    if not path.is_file():
-        raise L2OError(f"no pretrained optimizer named {name!r}; available: {', '.join(available()) or 'none'}.")
-    return path
+__all__ = ["available", "export", "path_of"]
 
 
 def export(checkpoint: str, name: str, note: str = "") -> Path:
     """Write `l2o/pretrained/NAME.pt` from a training checkpoint: architecture, φ, what it was
     trained on and `note` (e.g. the evaluation table); no meta-optimizer or RNG state."""
-    from l2o.checkpoint import load_checkpoint, payload
-    from l2o.optimizers.base import build_net
-
     ckpt = load_checkpoint(checkpoint)
     net = build_net(ckpt["optimizer"])
     net.load_state_dict(ckpt["optimizer_state"])

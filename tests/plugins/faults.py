@@ -1,6 +1,15 @@
-"""An optimizee that fails on purpose, for the reliability tests and for trying the NaN guard."""
+"""Fault injection for the reliability tests, kept out of the package:
+
+- `Faulty`, an optimizee that fails on purpose (NaN losses on chosen training batches), given to
+  the CLIs as `optimizee=faulty` with `--config-dir tests/plugins/conf` and `tests` on PYTHONPATH;
+- `python -m plugins.faults kill-after N l2o-eval ARGS...`: runs the real l2o-eval and SIGKILLs it
+  once N of its units (baseline tunings and test units) are saved, as a lost machine would.
+"""
 from __future__ import annotations
 
+import os
+import signal
+import sys
 from typing import Sequence
 
 import torch
@@ -38,3 +47,32 @@ class Faulty(Family):
             if index in self.nan_samples:
                 return _NanProblem(problem, self.nan_from_step)
         return problem
+
+
+def kill_after(n: int) -> None:
+    """SIGKILL this process once `n` units of l2o-eval are saved (counted where it saves them)."""
+    from l2o.evaluation.evaluate import Partial
+
+    saved = {"count": 0}
+
+    def counting(method):
+        def inner(*args, **kwargs):
+            out = method(*args, **kwargs)
+            saved["count"] += 1
+            if saved["count"] >= n:
+                os.kill(os.getpid(), signal.SIGKILL)
+            return out
+        return inner
+
+    Partial.save_tuning = counting(Partial.save_tuning)
+    Partial.unit_done = counting(Partial.unit_done)
+
+
+if __name__ == "__main__":
+    _, command, n, cli, *rest = sys.argv
+    assert command == "kill-after" and cli == "l2o-eval", sys.argv
+    kill_after(int(n))
+    sys.argv = [cli, *rest]
+    from l2o.cli.eval import main
+
+    main()
