@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from l2o.checkpoint import load_checkpoint, net_from_checkpoint
+from l2o.errors import L2OError
 from l2o.layout import Layout
 from l2o.meta.unroll import rollout, start, unroll
 from l2o.optimizees.base import ParamSpec, Problem
@@ -229,3 +230,24 @@ def test_stateless_problem_needs_loss_or_evaluate():
 
     with pytest.raises(NotImplementedError, match="loss\\(\\) or evaluate\\(\\)"):
         Empty().evaluate(torch.zeros(1, 1), 0, None)
+
+
+def test_odd_wraps_any_coordinatewise_net_as_the_lstm_flag_does():
+    """`Odd(net)` (the part) equals the `odd=True` flag of the LSTM family bit for bit, wraps a
+    net it knows nothing about, refuses a net that mixes coordinates, and round-trips its config."""
+    from l2o.optimizers import CoordinatewiseLSTM
+    from l2o.optimizers.base import build_net
+    from l2o.optimizers.parts import Odd
+
+    layout = Layout.build([("w", (11,), "other")])
+    flag = _randomize(CoordinatewiseLSTM(hidden_size=6, preprocess_p=10.0, odd=True))
+    plain = CoordinatewiseLSTM(hidden_size=6, preprocess_p=10.0).double()
+    plain.load_state_dict(flag.state_dict())
+    grads = torch.randn(4, 11, dtype=torch.float64)
+    assert torch.equal(_run(Odd(plain), grads, layout), _run(flag, grads, layout))
+    wrapped = build_net(Odd(plain).full_config())
+    assert isinstance(wrapped, Odd) and wrapped.net.config() == plain.config()
+    with pytest.raises(L2OError, match="coordinatewise"):
+        Odd(LSTMGAC())
+    with pytest.raises(TypeError, match="declare coordinatewise = False"):
+        type("Mixing", (CoordinatewiseLSTM,), {"mix": lambda self, h, layer, layout: h.mean(1, keepdim=True).expand_as(h)})

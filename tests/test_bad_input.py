@@ -14,20 +14,22 @@ def _fails(name, *args, cwd, code=2):
     return proc.stderr
 
 
+# Each case is an l2o-train process; the range checks behind most of them (l2o/checks.py) are unit
+# tested in test_checks.py, so the cases of the same shape run with the slow tests.
 @pytest.mark.parametrize(
     "override, words",
     [
         ("schedule.unroll=50", ["schedule.unroll=50", "horizon=10", "U <= T"]),
         ("schedule.epochs=0", ["schedule.epochs=0", "positive integer"]),
-        ("schedule.meta_lr=-1", ["schedule.meta_lr=-1", "positive"]),
+        pytest.param("schedule.meta_lr=-1", ["schedule.meta_lr=-1", "a number > 0"], marks=pytest.mark.slow),
         ("schedule.objective.weights=cubic", ["schedule.objective.weights='cubic'", "uniform"]),
-        ("optimizee.distribution=cauchy", ["optimizee.distribution='cauchy'", "gaussian, uniform"]),
-        ("optimizer.num_layers=-2", ["optimizer.num_layers=-2", ">= 0"]),
+        pytest.param("optimizee.distribution=cauchy", ["optimizee.distribution='cauchy'", "gaussian, uniform"], marks=pytest.mark.slow),
+        pytest.param("optimizer.num_layers=-2", ["optimizer.num_layers=-2", ">= 0"], marks=pytest.mark.slow),
         ("device=tpu", ["device='tpu'", "auto, cpu, cuda"]),
         ("optimizer=adam", ["optimizer='adam'", "baseline", "optimizer=lstm"]),
-        ("optimizee.init_std=-1", ["optimizee.init_std=-1", ">= 0"]),
-        ("guard.lr_factor=2", ["guard.lr_factor=2", "(0, 1)"]),
-        ("checkpoint_every=0", ["checkpoint_every=0", "positive integer"]),
+        pytest.param("optimizee.init_std=-1", ["optimizee.init_std=-1", ">= 0"], marks=pytest.mark.slow),
+        pytest.param("guard.lr_factor=2", ["guard.lr_factor=2", "(0, 1)"], marks=pytest.mark.slow),
+        pytest.param("checkpoint_every=0", ["checkpoint_every=0", "positive integer"], marks=pytest.mark.slow),
     ],
 )
 def test_train_rejects_bad_values_before_any_work(tmp_path, override, words):

@@ -32,8 +32,12 @@ def sweep(tmp_path):
 def _check_widths(sweep):
     md = (sweep / "sweep.md").read_text()
     assert "| 1 | 5 | **0.4** | 0.5 |" in md and "| 2 | 5 | 0.7 | **0.6** |" in md
-    assert len((sweep / "sweep.csv").read_text().splitlines()) == 1 + 6
-    assert (sweep / "sweep.png").stat().st_size > 10_000
+    import csv
+
+    rows = list(csv.DictReader((sweep / "sweep.csv").open()))   # what sweep.png draws: a point per row
+    assert len(rows) == 6 and {(r["layers"], r["width"], r["optimizer"], float(r["final_loss"])) for r in rows} >= {
+        ("1", "5", "lstm", 0.4), ("2", "5", "adam", 0.6)}
+    assert (sweep / "sweep.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_widths_view_builds_one_table_csv_and_plot_beside_the_ranked_table(sweep, capsys):

@@ -313,3 +313,49 @@ def test_pretrained_optimizers_ship_with_the_package():
         assert losses[-1] < 0.8 * losses[0], name  # it trains an MLP like the one it was meta-trained on
     with pytest.raises(L2OError, match="available: .*mnist"):
         LearnedOptimizer.from_pretrained("imagenet", model)
+
+
+def _record_shipped() -> dict:
+    """Every shipped optimizer's raw updates on fixed gradients (steps 0-3 and late steps, for the
+    step features) and a small model's parameters after 4 LearnedOptimizer steps."""
+    from l2o.checkpoint import load_checkpoint, net_from_checkpoint
+    from l2o.layout import Layout
+    from l2o.pretrained import available, path_of
+
+    torch.manual_seed(0)
+    layout = Layout.build([("0.weight", (7, 5), "linear_weight"), ("0.bias", (7,), "linear_bias"),
+                           ("2.weight", (3, 7), "linear_weight")])
+    grads, steps = torch.randn(6, layout.size), [0, 1, 2, 3, 5000, 9999]
+    out = {"grads": grads, "steps": steps, "nets": {}, "learned": {}}
+    for name in available():
+        net = net_from_checkpoint(load_checkpoint(path_of(name)))
+        state, ups = net.init_state(layout), []
+        with torch.no_grad():
+            for g, t in zip(grads, steps):
+                u, state = net.update(g, state, layout, None, t)
+                ups.append(u.clone())
+        out["nets"][name] = torch.stack(ups)
+        torch.manual_seed(1)
+        model = nn.Sequential(nn.Linear(5, 7), nn.Tanh(), nn.Linear(7, 3))
+        x, y = torch.randn(16, 5), torch.randn(16, 3)
+        opt = LearnedOptimizer.from_pretrained(name, model)
+        for _ in range(4):
+            opt.zero_grad()
+            nn.functional.mse_loss(model(x), y).backward()
+            opt.step()
+        out["learned"][name] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    return out
+
+
+def test_shipped_optimizers_step_exactly_as_recorded_before_the_internals_changed():
+    """tests/fixtures/pretrained_updates.pt was written by `_record_shipped` with the code of commit
+    2db0064, before the estimators, the composable parts and the file-format module: the four shipped
+    optimizers must still give bitwise the same updates."""
+    from pathlib import Path
+
+    recorded = torch.load(Path(__file__).parent / "fixtures" / "pretrained_updates.pt", weights_only=True)
+    now = _record_shipped()
+    assert set(now["nets"]) == set(recorded["nets"]) >= {"quadratic", "mnist", "mnist_stable_rnnprop", "mnist_stable_time"}
+    for name, updates in recorded["nets"].items():
+        assert torch.equal(now["nets"][name], updates), name
+        assert all(torch.equal(now["learned"][name][k], v) for k, v in recorded["learned"][name].items()), name

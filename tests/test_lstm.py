@@ -167,8 +167,9 @@ def _step_at(net, g, step):
 
 def test_time_features_are_tanh_of_step_over_each_scale():
     net = _timed_net((10.0, 100.0))
-    assert torch.allclose(net.time_features(50, torch.zeros(1, dtype=torch.float64)).reshape(-1),
-                          torch.tanh(torch.tensor([50 / 10 - 1, 50 / 100 - 1], dtype=torch.float64)))
+    rows = net.step_features(50, torch.zeros(1, 3, dtype=torch.float64))
+    want = torch.tanh(torch.tensor([50 / 10 - 1, 50 / 100 - 1], dtype=torch.float64))
+    assert rows.shape == (2, 3) and torch.allclose(rows, want[:, None].expand(2, 3))
 
 
 def test_time_features_let_the_same_gradient_and_state_step_differently_late_in_a_run():

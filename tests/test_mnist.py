@@ -109,6 +109,7 @@ def test_missing_or_corrupt_data_root_names_the_path_and_the_fix(tmp_path, corru
     assert "Traceback" not in proc.stderr and not (tmp_path / "run" / "checkpoints").exists()
 
 
+@pytest.mark.slow  # the smoke study trains and evaluates experiment=mnist, ReLU included
 def test_mnist_train_and_eval_end_to_end(tmp_path):
     run = tmp_path / "train"
     run_cli("l2o-train", *TINY_MNIST, f"hydra.run.dir={run}", cwd=tmp_path)

@@ -12,7 +12,7 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import SHARED_DATA, run_cli
+from conftest import FAULTY, PLUGINS_ENV, SHARED_DATA, run_cli
 
 TRAIN = ("schedule.epochs=300", "schedule.problems_per_epoch=8", "schedule.horizon=20", "schedule.unroll=5",
          "schedule.val_every=100", "schedule.num_val=4", "checkpoint_every=2", "progress=false")
@@ -42,12 +42,17 @@ def _start(run: Path, cwd: Path) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def _wait_for_checkpoint(proc: subprocess.Popen, run: Path) -> None:
-    deadline = time.time() + 120
-    while not (run / "checkpoints" / "last.pt").exists():
+def _wait_for(proc: subprocess.Popen, path: Path, seconds: float = 120) -> None:
+    """Until `path` exists: failing if the run ends first or the deadline passes."""
+    deadline = time.time() + seconds
+    while not path.exists():
         assert proc.poll() is None, proc.communicate()
-        assert time.time() < deadline
+        assert time.time() < deadline, f"{path} did not appear within {seconds} s"
         time.sleep(0.02)
+
+
+def _wait_for_checkpoint(proc: subprocess.Popen, run: Path) -> None:
+    _wait_for(proc, run / "checkpoints" / "last.pt")
 
 
 def _assert_same_as_reference(run: Path, reference: Path) -> None:
@@ -57,7 +62,8 @@ def _assert_same_as_reference(run: Path, reference: Path) -> None:
     assert [s for s, _ in _scalars(run, "val/final_loss")] == [99, 199, 299]
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM,
+                                 pytest.param(signal.SIGINT, marks=pytest.mark.slow)])  # SIGINT: SIGTERM's handler
 def test_interrupted_run_resumes_bit_for_bit(tmp_path, reference, sig):
     run = tmp_path / "run"
     proc = _start(run, tmp_path)
@@ -78,8 +84,7 @@ def test_truncated_last_checkpoint_falls_back_to_the_previous_one(tmp_path, refe
     run = tmp_path / "run"
     proc = _start(run, tmp_path)
     _wait_for_checkpoint(proc, run)
-    while not (run / "checkpoints" / "last.prev.pt").exists():
-        time.sleep(0.02)
+    _wait_for(proc, run / "checkpoints" / "last.prev.pt")
     proc.kill()
     proc.communicate()
     last = run / "checkpoints" / "last.pt"
@@ -102,8 +107,8 @@ def test_resume_with_a_different_config_says_what_differs(tmp_path, reference):
 
 def test_nan_steps_are_skipped_and_rolled_back(tmp_path):
     run = tmp_path / "run"
-    proc = run_cli("l2o-train", "optimizee=faulty", "optimizee.nan_samples=[7]", "guard.max_consecutive=4", *TRAIN, f"hydra.run.dir={run}",
-                   cwd=tmp_path)
+    proc = run_cli("l2o-train", *FAULTY, "optimizee.nan_samples=[7]", "guard.max_consecutive=4", *TRAIN, f"hydra.run.dir={run}",
+                   cwd=tmp_path, env=PLUGINS_ENV)
     assert "rolled back to epoch 6" in proc.stderr + proc.stdout
     assert _scalars(run, "guard/rollbacks") == [(7, 1.0)]
     assert _scalars(run, "guard/skipped_steps")[-1][1] == 4  # 20 steps / unroll 5 = 4 poisoned meta-steps
@@ -115,9 +120,9 @@ def test_nan_steps_are_skipped_and_rolled_back(tmp_path):
 
 def test_persistent_nans_stop_with_a_clear_message(tmp_path):
     run = tmp_path / "run"
-    proc = run_cli("l2o-train", "optimizee=faulty", "optimizee.nan_samples=[3,4,5,6,7,8,9,10,11,12]",
+    proc = run_cli("l2o-train", *FAULTY, "optimizee.nan_samples=[3,4,5,6,7,8,9,10,11,12]",
                    "guard.max_consecutive=2", "guard.max_rollbacks=2", *TRAIN, f"hydra.run.dir={run}",
-                   cwd=tmp_path, check=False)
+                   cwd=tmp_path, check=False, env=PLUGINS_ENV)
     assert proc.returncode == 3, proc.stderr
     assert "meta-training diverged" in proc.stderr and "after 2 rollbacks" in proc.stderr
     assert "Traceback" not in proc.stderr

@@ -12,7 +12,7 @@ from l2o.meta.distributed import World
 from l2o.meta.imitation import Imitation, imitate, step_matching_loss
 from l2o.meta.logging import MetaLogger
 from l2o.meta.schedule import Schedule
-from l2o.meta.trainer import Progress, _Run, meta_train, next_stage, validate
+from l2o.meta.trainer import Progress, _Run, meta_train, validate
 from l2o.meta.truncation import ADVANCE, STAY, STOP, Adaptive
 from l2o.meta.unroll import start, unroll
 from l2o.optimizees import Quadratic, split_seeds
@@ -28,8 +28,11 @@ CPU = torch.device("cpu")
 def test_adaptive_curriculum_validates_at_the_next_horizon_and_decides():
     t = Adaptive([10, 20, 50], patience=2)
     s = Schedule(epochs=100, horizon=10, unroll=5, truncation=t)
-    assert [s.horizon_at(0, None, k) for k in range(3)] == [10, 20, 50]
-    assert [s.val_horizons_at(k) for k in range(3)] == [[20], [50], [50]]
+    seen = []
+    for k in range(3):
+        t.stage = k
+        seen.append((s.horizon_at(0), s.val_horizons))
+    assert seen == [(10, [20]), (20, [50]), (50, [50])]
     assert s.max_horizon == 50 and s.num_stages == 3
     assert t.decide(0, 1, True) == STAY
     assert t.decide(0, 2, True) == ADVANCE
@@ -53,13 +56,17 @@ def test_advancing_restores_the_stage_best_and_rescores_it(tmp_path):
     with torch.no_grad():
         for p in net.parameters():
             p.add_(1.0)  # φ moved on after its best check
-    run.prog = Progress(epoch=5, best_val=1.0, checks_since_best=1, stage=0, stage_improved=True, stage_checks=2)
+    run.prog = Progress(epoch=5, best_val=1.0, checks_since_best=1)
+    schedule.truncation.load_state_dict({"stage": 0, "stage_start": 0, "checks": 1, "checks_since_best": 0, "improved": True})
+    assert schedule.truncation.observe(5, improved=False) == ADVANCE   # its second check, no better: move on
+    assert schedule.truncation.state_dict() == {"stage": 1, "stage_start": 5, "checks": 0, "checks_since_best": 0,
+                                                "improved": False}
     val_problem = Quadratic().sample(split_seeds("val", 3))
     log = MetaLogger(tmp_path, 10, 5, main=True, progress=False)
-    assert next_stage(run, schedule, val_problem, log, 4) == ADVANCE
+    run.advance(val_problem, log)
     log.close()
     assert all(torch.equal(net.state_dict()[k], v) for k, v in best.items())
-    assert (run.prog.stage, run.prog.checks_since_best, run.prog.stage_improved) == (1, 0, False)
+    assert run.prog.checks_since_best == 0
     assert run.prog.best_val == pytest.approx(validate(net, val_problem, [16])[16])  # the new stage's bar
 
 
@@ -93,8 +100,9 @@ def test_curriculum_resumes_mid_stage_bit_for_bit(tmp_path):
     init = {k: v.clone() for k, v in full.state_dict().items()}
     result = meta_train(full, Quadratic(), _adaptive_schedule(24), device=CPU, run_dir=tmp_path / "full", progress=False)
     ckpts = tmp_path / "full" / "checkpoints"
-    final = torch.load(ckpts / "last.pt", weights_only=True)["training"]["progress"]
-    assert final["stage"] == 1 and final["stage_start"] == 6 and (ckpts / "best_stage0.pt").exists()
+    final = torch.load(ckpts / "last.pt", weights_only=True)["training"]
+    assert final["truncation"]["stage"] == 1 and final["truncation"]["stage_start"] == 6
+    assert (ckpts / "best_stage0.pt").exists()
     assert load_checkpoint(ckpts / "best.pt")["val_loss"] == pytest.approx(result["best_val"])
 
     # the same run stopped after 12 epochs (mid-stage) and resumed gives the same φ bit for bit
@@ -103,12 +111,13 @@ def test_curriculum_resumes_mid_stage_bit_for_bit(tmp_path):
     meta_train(part, Quadratic(), _adaptive_schedule(12), device=CPU, run_dir=tmp_path / "part", progress=False)
     last = load_checkpoint(tmp_path / "part" / "checkpoints" / "last.pt")
     assert result["epochs_run"] > 12, "the full run ended before epoch 12: nothing to resume"
-    assert last["training"]["progress"]["stage"] >= 1, "epoch 12 is not past an advance: not mid-curriculum"
+    assert last["training"]["truncation"]["stage"] >= 1, "epoch 12 is not past an advance: not mid-curriculum"
     meta_train(part, Quadratic(), _adaptive_schedule(24), device=CPU, run_dir=tmp_path / "part", progress=False,
                resume_from=last)
     resumed = torch.load(tmp_path / "part" / "checkpoints" / "last.pt", weights_only=True)
     same = lambda progress: {k: v for k, v in progress.items() if k != "seconds"}  # noqa: E731 (wall time differs)
-    assert same(resumed["training"]["progress"]) == same(final)
+    assert same(resumed["training"]["progress"]) == same(final["progress"])
+    assert resumed["training"]["truncation"] == final["truncation"]
     assert all(torch.equal(resumed["optimizer_state"][k], v) for k, v in full.state_dict().items())
 
 
@@ -184,7 +193,7 @@ def test_imitation_probability_is_drawn_from_the_generator():
 
 def test_scaling_is_applied_and_undone_consistently():
     problem = Quadratic().sample([5, 6])
-    scaled = RandomScaling(3.0, 3.0).wrap(problem, torch.Generator().manual_seed(0))
+    scaled = RandomScaling(3.0, 3.0).wrap(Quadratic()).sample([5, 6])
     c, s = scaled.param_scale, scaled.loss_scale
     assert c.shape == (2, problem.spec.numel) and s.shape == (2,)
     assert float(c.log().abs().max()) <= 3.0 and float(c.log().abs().max()) > 1.0 and not torch.allclose(c, c[0, 0])
@@ -198,9 +207,9 @@ def test_scaling_is_applied_and_undone_consistently():
     assert torch.allclose(loss, s * raw_loss.detach())
     assert torch.allclose(scaled.reported_loss(loss.detach()), raw_loss.detach())  # undone for the meta-objective
     assert torch.allclose(g, s[:, None] * c * raw_g, rtol=1e-5)  # chain rule: s · c · ∇f
-    again = RandomScaling(3.0, 3.0).wrap(problem, torch.Generator().manual_seed(0))
-    assert torch.equal(again.param_scale, c) and torch.equal(again.loss_scale, s)
-    off = RandomScaling(0.0, 0.0).wrap(problem, torch.Generator().manual_seed(0))
+    again = RandomScaling(3.0, 3.0).wrap(Quadratic()).sample([6, 9, 5])   # an instance's factors follow its seed
+    assert torch.equal(again.param_scale[[2, 0]], c) and torch.equal(again.loss_scale[[2, 0]], s)
+    off = RandomScaling(0.0, 0.0).apply(problem, [5, 6])
     assert torch.equal(off.param_scale, torch.ones_like(c)) and torch.equal(off.loss_scale, torch.ones_like(s))
     with pytest.raises(L2OError, match="schedule.scaling.param_range"):
         RandomScaling(-1.0)

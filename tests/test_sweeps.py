@@ -32,11 +32,12 @@ def test_joblib_sweep_of_three_jobs_is_gathered_ranked(tmp_path):
     best = rows[0]
     assert f"**Best:** job {best['job']}" in md and best["checkpoint"].endswith("best.pt")
     assert json.loads((sweep / best["job"] / "result.json").read_text())["best_val"] == float(best["best_val"])
-    assert (sweep / "gathered.png").stat().st_size > 5_000
+    assert (sweep / "gathered.png").read_bytes()[:4] == b"\x89PNG"   # its bars: the ranked best_val above
     # every job's hyperparameters against its metrics in TensorBoard's HParams view
     assert _hparams_runs(sweep) == {f"{j}/tb" for j in ("0", "1", "2")}
 
 
+@pytest.mark.slow  # another launcher of the same multirun path as the joblib sweep
 def test_submitit_local_sweep_of_two_jobs(tmp_path):
     sweep = tmp_path / "sweep"
     run_cli("l2o-train", "--multirun", "hydra/launcher=local_jobs", "threads=1", "optimizer.hidden_size=4,8",
@@ -46,6 +47,7 @@ def test_submitit_local_sweep_of_two_jobs(tmp_path):
     assert sorted(r["optimizer.hidden_size"] for r in rows) == ["4", "8"]
 
 
+@pytest.mark.slow  # another sweeper of the same multirun path as the joblib sweep
 def test_optuna_sweep_of_four_trials_reports_its_best(tmp_path):
     sweep = tmp_path / "sweep"
     run_cli("l2o-train", "--multirun", "sweep=optuna", "hydra.sweeper.n_trials=4", *TINY_TRAIN,
@@ -59,6 +61,7 @@ def test_optuna_sweep_of_four_trials_reports_its_best(tmp_path):
     assert 1e-4 <= result["best_params"]["schedule.meta_lr"] <= 3e-2
 
 
+@pytest.mark.slow  # l2o-eval multiruns are covered by the smoke study's evaluation waves
 def test_baseline_lr_sweep_of_eval_ranks_by_a_chosen_metric(tmp_path):
     run_cli("l2o-train", *TINY_TRAIN, f"hydra.run.dir={tmp_path / 'train'}", cwd=tmp_path)
     sweep = tmp_path / "esweep"
