@@ -1,7 +1,13 @@
 #!/usr/bin/env bash
-# The default test suite (slow tests excluded; run them with: scripts/test.sh -m slow).
+# The test suite: the default tests (slow ones excluded), then the smoke study (-m smoke: the tests
+# that run studies). With arguments, just pytest with them: scripts/test.sh -m slow (the slow
+# end-to-end tests), scripts/test.sh tests/test_lstm.py, ...
 # pytest's own exit code is returned, so "no tests collected" (5) fails too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
-exec .venv/bin/python -m pytest "$@"
+if [ "$#" -gt 0 ]; then
+  exec .venv/bin/python -m pytest "$@"
+fi
+.venv/bin/python -m pytest -q
+exec .venv/bin/python -m pytest -q -m smoke

@@ -1,3 +1,5 @@
+import contextlib
+import io
 import os
 import subprocess
 import sys
@@ -34,6 +36,36 @@ def run_cli(name: str, *overrides: str, cwd: Path, check: bool = True,
     if check and proc.returncode != 0:
         raise AssertionError(f"{name} {' '.join(overrides)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+def cli_in_process(name: str, *args: str, cwd: Path) -> tuple[int, str]:
+    """Exit code and stderr of l2o-train / l2o-eval's entry function on the config Hydra composes from
+    the same command line, in this process: for bad-input cases, which stop before the run directory
+    (a process per case would cost seconds of `import torch` each)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    from l2o.cli import eval as eval_cli
+    from l2o.cli import train as train_cli
+    from l2o.cli.common import CONF_DIR
+
+    config, entry = {"l2o-train": ("train", train_cli.train), "l2o-eval": ("eval", eval_cli.run)}[name]
+    with initialize_config_dir(CONF_DIR, version_base="1.3"):
+        cfg = compose(config, list(args), return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    err, here = io.StringIO(), os.getcwd()
+    try:
+        os.chdir(cwd)
+        with contextlib.redirect_stderr(err), pytest.raises(SystemExit) as exit_:
+            entry(cfg)
+    finally:
+        os.chdir(here)
+        HydraConfig.instance().cfg = None
+    return exit_.value.code, err.getvalue()
+
 
 
 TINY_TRAIN = (

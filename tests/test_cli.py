@@ -52,9 +52,9 @@ def test_eval_writes_every_result_file(trained):
         # every number recomputed from the saved per-problem losses (8 problems, none diverged)
         final = torch.load(out / "partial" / name / "00000.pt", weights_only=True)["losses"][-1].double()
         half = 1.959963984540054 * final.std() / math.sqrt(8)
-        assert row["final_loss"] == pytest.approx(float(final.mean()), rel=1e-12)
-        assert row["final_loss_ci95"] == pytest.approx([float(final.mean() - half), float(final.mean() + half)], rel=1e-12)
-        assert row["final_log_loss"] == pytest.approx(float(final.log().mean()), rel=1e-12)
+        assert row["final_loss"] == pytest.approx(float(final.mean()), rel=1e-6)
+        assert row["final_loss_ci95"] == pytest.approx([float(final.mean() - half), float(final.mean() + half)], rel=1e-6)
+        assert row["final_log_loss"] == pytest.approx(float(final.log().mean()), rel=1e-6)
         assert (row["lr"] is None) == (name == "lstm")
     tuning = json.loads((out / "tuning.json").read_text())
     assert len(tuning["grid"]) == 3 and set(tuning["selected"]) == set(NAMES) - {"lstm"}

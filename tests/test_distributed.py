@@ -52,6 +52,7 @@ def test_two_processes_equal_one_with_the_same_meta_batch(tmp_path, single):
     assert (run / "result.json").is_file()
 
 
+@pytest.mark.slow  # resume is tested bit for bit in one process (test_reliability); equality of 2 processes below
 def test_two_process_run_resumes(tmp_path, single):
     run = tmp_path / "run"
     torchrun(2, "schedule.epochs=2", *TRAIN, f"hydra.run.dir={run}", cwd=tmp_path)

@@ -14,8 +14,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from conftest import FAULTY, PLUGINS_ENV, SHARED_DATA, run_cli
 
-TRAIN = ("schedule.epochs=300", "schedule.problems_per_epoch=8", "schedule.horizon=20", "schedule.unroll=5",
-         "schedule.val_every=100", "schedule.num_val=4", "checkpoint_every=2", "progress=false")
+TRAIN = ("schedule.epochs=120", "schedule.problems_per_epoch=8", "schedule.horizon=20", "schedule.unroll=5",
+         "schedule.val_every=40", "schedule.num_val=4", "checkpoint_every=2", "progress=false")
 
 
 def _phi(run: Path) -> dict:
@@ -59,7 +59,7 @@ def _assert_same_as_reference(run: Path, reference: Path) -> None:
     for (k, a), b in zip(_phi(run).items(), _phi(reference).values()):
         assert torch.equal(a, b), k
     assert _scalars(run) == _scalars(reference)  # no duplicated or missing steps, same values
-    assert [s for s, _ in _scalars(run, "val/final_loss")] == [99, 199, 299]
+    assert [s for s, _ in _scalars(run, "val/final_loss")] == [39, 79, 119]
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM,
@@ -75,7 +75,7 @@ def test_interrupted_run_resumes_bit_for_bit(tmp_path, reference, sig):
     if sig != signal.SIGKILL:
         assert "resume=true" in err
     done = torch.load(run / "checkpoints" / "last.pt", weights_only=True)["training"]["progress"]["epoch"]
-    assert done < 300, "the run finished before it was interrupted: the test proved nothing"
+    assert done < 120, "the run finished before it was interrupted: the test proved nothing"
     run_cli("l2o-train", *TRAIN, f"hydra.run.dir={run}", "resume=true", cwd=tmp_path)
     _assert_same_as_reference(run, reference)
 
@@ -113,7 +113,7 @@ def test_nan_steps_are_skipped_and_rolled_back(tmp_path):
     assert _scalars(run, "guard/rollbacks") == [(7, 1.0)]
     assert _scalars(run, "guard/skipped_steps")[-1][1] == 4  # 20 steps / unroll 5 = 4 poisoned meta-steps
     ckpt = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
-    assert ckpt["training"]["progress"]["rollbacks"] == 1 and ckpt["training"]["progress"]["epoch"] == 300
+    assert ckpt["training"]["progress"]["rollbacks"] == 1 and ckpt["training"]["progress"]["epoch"] == 120
     assert all(torch.isfinite(v).all() for v in ckpt["optimizer_state"].values())
     assert ckpt["training"]["meta_opt"]["param_groups"][0]["lr"] == pytest.approx(0.003 * 0.5)
 
@@ -143,5 +143,5 @@ def test_a_checkpoint_older_than_a_schedule_field_resumes_with_its_default(tmp_p
     err = run_cli("l2o-train", *TRAIN, "schedule.val_window=5", f"hydra.run.dir={run}", "resume=true",
                   cwd=tmp_path, check=False)
     assert err.returncode == 2 and "schedule.val_window: 1 -> 5" in err.stderr
-    run_cli("l2o-train", *TRAIN[1:], "schedule.epochs=301", f"hydra.run.dir={run}", "resume=true", cwd=tmp_path)
-    assert torch.load(run / "checkpoints" / "last.pt", weights_only=True)["training"]["progress"]["epoch"] == 301
+    run_cli("l2o-train", *TRAIN[1:], "schedule.epochs=121", f"hydra.run.dir={run}", "resume=true", cwd=tmp_path)
+    assert torch.load(run / "checkpoints" / "last.pt", weights_only=True)["training"]["progress"]["epoch"] == 121

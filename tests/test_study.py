@@ -1,6 +1,9 @@
 """l2o-study: the smoke study run end to end through the real CLI (every code path of the other
 studies on tiny budgets), its report read back against the runs, reruns that do no work, a run
-directory with another config refused by key, and the study files' validation."""
+directory with another config refused by key, and the study files' validation.
+
+The tests that run studies are marked `smoke`: `./scripts/test.sh` runs them after the default
+suite, as CI does (`pytest -m smoke` alone); the validation tests at the end run in the default suite."""
 import json
 import re
 import subprocess
@@ -29,6 +32,7 @@ def smoke(tmp_path_factory):
     return root
 
 
+@pytest.mark.smoke
 def test_list_names_every_study_with_its_units_and_cpu_time(tmp_path):
     out = study("list", cwd=tmp_path).stdout
     for name in ("paper", "architectures", "long_horizon", "smoke"):
@@ -37,6 +41,7 @@ def test_list_names_every_study_with_its_units_and_cpu_time(tmp_path):
     assert "    cifar10/train_sub" in out and "(from study paper)" in out   # a unit another study shares
 
 
+@pytest.mark.smoke
 def test_smoke_runs_every_unit_and_records_where_and_how_long(smoke):
     units = sorted(p.parent for p in (smoke / "outputs/study/cpu/smoke").rglob("unit.json"))
     assert len(units) == 19
@@ -49,6 +54,7 @@ def test_smoke_runs_every_unit_and_records_where_and_how_long(smoke):
     assert "smoke: 19 done, 0 partial, 0 missing of 19 units" in status
 
 
+@pytest.mark.smoke
 def test_second_run_does_no_work(smoke):
     before = {p: p.stat().st_mtime_ns for p in (smoke / "outputs/study").rglob("*") if p.is_file()}
     proc = study("run", "smoke", cwd=smoke)
@@ -56,6 +62,7 @@ def test_second_run_does_no_work(smoke):
     assert before == {p: p.stat().st_mtime_ns for p in (smoke / "outputs/study").rglob("*") if p.is_file()}
 
 
+@pytest.mark.smoke
 def test_report_cells_come_from_the_runs(smoke):
     (smoke / "README.md").write_text("intro\n<!-- l2o-study report smoke: start -->\nstale\n"
                                      "<!-- l2o-study report smoke: end -->\noutro\n")
@@ -78,6 +85,7 @@ def test_report_cells_come_from_the_runs(smoke):
     assert "[docs/results/smoke.md](docs/results/smoke.md)" in readme
 
 
+@pytest.mark.smoke
 def test_run_dir_with_another_config_is_refused_naming_the_key(smoke):
     saved = smoke / "outputs/study/cpu/smoke/mnist/eval/.hydra/config.yaml"
     original = saved.read_text()
@@ -104,6 +112,7 @@ TINY = ("[experiment=quadratic, schedule.epochs=2, schedule.problems_per_epoch=2
         "schedule.val_every=1, schedule.num_val=2, progress=false")
 
 
+@pytest.mark.smoke
 def test_a_failing_unit_is_reported_and_the_others_still_run(tmp_path):
     conf = _user_study(tmp_path, f"""
         units:
@@ -118,6 +127,7 @@ def test_a_failing_unit_is_reported_and_the_others_still_run(tmp_path):
     assert (tmp_path / "outputs/study/cpu/mine/good/result.json").is_file()
 
 
+@pytest.mark.smoke
 def test_a_stopped_unit_resumes(tmp_path):
     conf = _user_study(tmp_path, f"""
         units:
@@ -168,6 +178,7 @@ def test_references_become_paths_and_order_the_units(tmp_path):
         Resolver("cpu", tmp_path, (str(cyclic),)).closure("mine")
 
 
+@pytest.mark.smoke
 def test_every_shipped_study_resolves_and_composes():
     from l2o.study.spec import available
     from l2o.study.state import compose_configs

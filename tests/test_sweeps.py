@@ -2,6 +2,7 @@
 import csv
 import json
 
+import pytest
 import yaml
 from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
 

@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from conftest import SHARED_DATA
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -19,6 +21,7 @@ def _run(*args: str) -> str:
     return proc.stdout
 
 
+@pytest.mark.slow  # three runs of the script; test_adam_runs_beside_it runs it once in the default suite
 def test_step_factor_scales_every_step_and_zero_leaves_the_parameters_alone():
     plain, frozen = _run("--adam-lr", "0"), _run("--adam-lr", "0", "--step-factor", "0")
     assert len(re.findall(r"learned t=\s+[36] loss", plain)) == 2
