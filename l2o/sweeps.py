@@ -4,7 +4,7 @@ views (`VIEWS`) then present the same jobs another way, e.g. `widths`: final los
 per depth (the paper's MNIST architecture sweep) in sweep.{md,csv,png}.
 
 Runs by itself at the end of every multirun (`GatherCallback`, wired in conf/train.yaml and
-conf/eval.yaml; `experiment=mnist_sweep` adds `views: [widths]`), whatever the launcher or
+conf/eval.yaml; `hydra.callbacks.gather.views=[widths]` adds the widths view), whatever the launcher or
 sweeper, or by hand:
 
     python -m l2o.sweeps outputs/multirun/train/2026-11-27_10-00-00 [--metric best_val] [--view widths]
