@@ -6,6 +6,7 @@ from typing import Callable, Sequence
 import torch
 from torch import Tensor
 
+from l2o.errors import L2OError
 from l2o.meta.unroll import rollout, start, unroll
 from l2o.optimizees.base import OptimizeeState, Problem
 from l2o.optimizers.base import OptimizerNet
@@ -24,10 +25,13 @@ def run_torch_optimizer(
 
     SGD, NAG, RMSprop and Adam act elementwise, so one optimizer over the stacked (B, D)
     parameters gives every problem exactly the trajectory it would have alone, and
-    the sum of per-problem losses gives every problem its own gradient.
+    the sum of per-problem losses gives every problem its own gradient. L-BFGS does not (its
+    history's inner products span all parameters): it runs one per problem (`run_lbfgs`).
     """
     params = problem.init_params().requires_grad_(True)
     opt = factory([params]) if lr is None else factory([params], lr=lr)
+    if isinstance(opt, torch.optim.LBFGS):
+        return run_lbfgs(factory, problem, steps, lr)
     state = problem.init_state()
     losses = []
     for t in range(steps):
@@ -81,3 +85,47 @@ def snapshots(optimizer: OptimizerNet | tuple[OptimizerFactory, float | None], p
         loss.sum().backward()
         opt.step()
     return out
+
+
+class _Budget(Exception):
+    """Raised inside L-BFGS's closure once the gradient evaluations are spent."""
+
+
+def run_lbfgs(factory: OptimizerFactory, problem: Problem, steps: int, lr: float | None) -> tuple[Tensor, Tensor, None]:
+    """L-BFGS (`torch.optim.LBFGS`, its history size, inner iterations and line search as
+    configured), one optimizer per problem, on a budget of `steps` gradient evaluations each: a
+    line search pays for every evaluation it makes, so the curve is comparable step for step with
+    one-gradient-per-step optimizers. Losses (T+1, B): row k < T is the loss at the k-th gradient
+    evaluation, row T the loss at the parameters L-BFGS ends with. Stateless problems only (the
+    deterministic optimizees it applies to: quadratics, neural art)."""
+    if problem.init_state() is not None:
+        raise L2OError("L-BFGS needs a deterministic optimizee without state (quadratics, neural art), "
+                       "not one with minibatches or batch-norm statistics.")
+    theta0 = problem.init_params().detach()
+    rows = [theta0[b].clone().requires_grad_(True) for b in range(theta0.shape[0])]
+    losses = torch.full((steps + 1, len(rows)), float("nan"), dtype=theta0.dtype, device=theta0.device)
+    for b, row in enumerate(rows):
+        opt = factory([row]) if lr is None else factory([row], lr=lr)
+        evals = 0
+
+        def closure() -> Tensor:
+            nonlocal evals
+            if evals >= steps:
+                raise _Budget
+            opt.zero_grad(set_to_none=True)
+            others = [r.detach() if i != b else r for i, r in enumerate(rows)]
+            loss = problem.evaluate(torch.stack(others), evals, None)[0][b]
+            loss.backward()
+            losses[evals, b] = loss.detach()
+            evals += 1
+            return loss
+
+        try:
+            while evals < steps:
+                opt.step(closure)
+        except _Budget:
+            pass
+    final = torch.stack([r.detach() for r in rows])
+    with torch.no_grad():
+        losses[steps] = problem.evaluate(final, steps, None)[0]
+    return losses, final, None
