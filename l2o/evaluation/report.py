@@ -94,8 +94,19 @@ def plot_curves(path: Path, curves: dict[str, Curve], lrs: dict[str, float | Non
     save_figure(fig, path)
 
 
+BASELINE_COLORS = {"sgd": "tab:gray", "rmsprop": "tab:purple", "adam": "tab:red", "nag": "tab:green", "lbfgs": "tab:brown"}
+LEARNED_COLORS = ("tab:blue", "tab:orange", "tab:cyan", "tab:olive", "tab:pink", "black")
+
+
+def colors_for(names: list[str], lrs: dict[str, float | None]) -> dict[str, str]:
+    """One color per optimizer, the same in every panel: the baselines' fixed, learned ones in order."""
+    learned = [n for n in dict.fromkeys(names) if lrs.get(n) is None and n not in BASELINE_COLORS]
+    colors = {n: LEARNED_COLORS[i % len(LEARNED_COLORS)] for i, n in enumerate(learned)}
+    return {**colors, **{n: c for n, c in BASELINE_COLORS.items() if n in names}}
+
+
 def draw_curves(ax, bands: dict[str, tuple[list[float], list[float], list[float]]], lrs: dict[str, float | None],
-                diverged: dict[str, float] | None = None, legend: bool = True) -> None:
+                diverged: dict[str, float] | None = None, legend: bool = True, colors: dict[str, str] | None = None) -> None:
     """Curves (mean, 95% lo, 95% hi per step) on a log y-axis; learned optimizers (lr None) bold.
     A band whose lower end is at or near 0 (tiny losses, wide interval) is cut one decade below the
     mean, so it does not stretch the log axis down to 1e-12 and flatten every curve."""
@@ -105,7 +116,7 @@ def draw_curves(ax, bands: dict[str, tuple[list[float], list[float], list[float]
         if diverged and diverged.get(name, 0) > 0:
             label += f", {100 * diverged[name]:.0f}% diverged"
         lw = 2.2 if lrs.get(name) is None else 1.4
-        (line,) = ax.plot(steps, mean, label=label, lw=lw)
+        (line,) = ax.plot(steps, mean, label=label, lw=lw, color=(colors or {}).get(name))
         ax.fill_between(steps, [max(v, m / 10) for v, m in zip(lo, mean)], hi, color=line.get_color(), alpha=0.18, lw=0)
     ax.set_yscale("log")
     ax.set_xlabel("step")

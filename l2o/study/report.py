@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from l2o.errors import L2OError
-from l2o.evaluation.report import draw_curves, read_curves_csv, save_figure
+from l2o.evaluation.report import colors_for, draw_curves, read_curves_csv, save_figure
 from l2o.study.record import describe_session
 from l2o.study.spec import Resolver, Unit
 from l2o.study.state import check_configs, compose_configs, state
@@ -118,6 +118,8 @@ def curves_section(page: Page, section: dict[str, Any], fig_dir: Path, rel: str)
             + ["diverged"] + [k.replace("_", " ") for k in extra] + (["paper"] if paper else []))
     table = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.2), dpi=110, squeeze=False)
+    names = [n for s in summaries.values() if s for n in s["optimizers"]]
+    colors = colors_for(names, {n: r.get("lr") for s in summaries.values() if s for n, r in s["optimizers"].items()})
     galleries = []
     for ax, (unit, title) in zip(axes[0], panels):
         summary = summaries[unit.key]
@@ -128,7 +130,7 @@ def curves_section(page: Page, section: dict[str, Any], fig_dir: Path, rel: str)
         opts = summary["optimizers"]
         lrs = {n: r.get("lr") for n, r in opts.items()}
         bands = read_curves_csv(unit.run_dir / "curves.csv")
-        draw_curves(ax, bands, lrs, {n: r["diverged"] for n, r in opts.items()})
+        draw_curves(ax, bands, lrs, {n: r["diverged"] for n, r in opts.items()}, colors=colors)
         ax.set_title(f"{title}\n{summary['num_problems']} test problems, {summary['steps']:,} steps", fontsize=10)
         finite = [r["final_loss"] for r in opts.values() if not math.isnan(r["final_loss"])]
         best = min(finite) if finite else None
