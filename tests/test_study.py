@@ -51,7 +51,8 @@ def test_smoke_runs_every_unit_and_records_where_and_how_long(smoke):
         assert session["status"] == "COMPLETED" and session["seconds"] > 0 and session["machine"]["cores"] >= 1
         assert (unit / ("result.json" if unit.name.startswith("train") else "summary.json")).is_file()
     status = study("status", "smoke", cwd=smoke).stdout
-    assert "smoke: 19 done, 0 partial, 0 missing of 19 units" in status
+    assert "smoke: 19 done, 0 running, 0 partial, 0 missing of 19 units" in status
+    assert not list((smoke / "outputs/study/cpu/smoke").rglob("running.json"))   # removed when each job ended
 
 
 @pytest.mark.smoke
@@ -137,6 +138,14 @@ def test_a_stopped_unit_resumes(tmp_path):
     run = tmp_path / "outputs/study/cpu/mine/t"
     (run / "result.json").unlink()   # as if stopped after its last checkpoint
     assert "partial" in study("status", "mine", f"--config-dir={conf}", cwd=tmp_path).stdout
+    import os
+    import platform
+
+    (run / "running.json").write_text(json.dumps({"pid": os.getpid(), "host": platform.node()}))   # a live process has it
+    assert "mine:t                               train running" in study("status", "mine", f"--config-dir={conf}", cwd=tmp_path).stdout
+    assert "left alone, another process is running them: mine:t" in study("run", "mine", f"--config-dir={conf}",
+                                                                           cwd=tmp_path, check=False).stdout
+    (run / "running.json").write_text(json.dumps({"pid": 2**22 + 12345, "host": platform.node()}))   # a dead one
     study("run", "mine", f"--config-dir={conf}", cwd=tmp_path)
     sessions = json.loads((run / "unit.json").read_text())["sessions"]
     assert len(sessions) == 2 and (run / "result.json").is_file()

@@ -76,9 +76,9 @@ def cmd_status(args: argparse.Namespace, opts: dict[str, str]) -> int:
     resolver = Resolver(opts["size"], Path(opts["root"]), tuple(args.config_dir))
     units = resolver.closure(args.study)
     print("\n".join(_status_lines(units, tuple(args.config_dir))))
-    counts = {s: sum(state(u).status == s for u in units) for s in ("done", "partial", "missing")}
-    print(f"{args.study}: {counts['done']} done, {counts['partial']} partial, {counts['missing']} missing "
-          f"of {len(units)} units")
+    counts = {s: sum(state(u).status == s for u in units) for s in ("done", "running", "partial", "missing")}
+    print(f"{args.study}: {counts['done']} done, {counts['running']} running, {counts['partial']} partial, "
+          f"{counts['missing']} missing of {len(units)} units")
     return 0
 
 

@@ -58,12 +58,19 @@ def git_commit() -> str | None:
         return None
 
 
+RUNNING = "running.json"   # in a unit's run directory while a job runs it: {pid, host, started}
+
+
 class UnitRecord(Callback):
-    """Appends one session per job to unit.json (wall_seconds: their sum, across resumed sessions)."""
+    """Appends one session per job to unit.json (wall_seconds: their sum, across resumed sessions),
+    and marks the run directory as running meanwhile."""
 
     def on_job_start(self, config: Any, **kwargs: Any) -> None:
         self._start = time.perf_counter()
         self._date = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        out = Path(config.hydra.runtime.output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / RUNNING, json.dumps({"pid": os.getpid(), "host": platform.node(), "started": self._date}))
 
     def on_job_end(self, config: Any, job_return: Any, **kwargs: Any) -> None:
         path = Path(config.hydra.runtime.output_dir) / "unit.json"
@@ -78,3 +85,19 @@ class UnitRecord(Callback):
                                    "launcher": str(launcher.get("_target_", "")).rsplit(".", 1)[-1]})
         record["wall_seconds"] = round(sum(s["seconds"] for s in record["sessions"]), 1)
         atomic_write_text(path, json.dumps(record, indent=2) + "\n")
+        (path.parent / RUNNING).unlink(missing_ok=True)
+
+
+def running(run_dir: Path) -> bool:
+    """Whether a live process on this machine is running the unit in `run_dir` now."""
+    try:
+        marker = json.loads((run_dir / RUNNING).read_text())
+    except (OSError, ValueError):
+        return False
+    if marker.get("host") != platform.node():
+        return True   # another machine's job (SLURM): trust the marker
+    try:
+        os.kill(int(marker["pid"]), 0)
+    except (OSError, ValueError, KeyError):
+        return False
+    return True

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from l2o.errors import L2OError
 from l2o.study.spec import Unit, override_key
-from l2o.study.state import check_configs, compose_configs, state
+from l2o.study.state import check_configs, compose_configs, has_work, state
 
 MODULES = {"train": "l2o.cli.train", "eval": "l2o.cli.eval"}
 RECORD = "+hydra.callbacks.unit_record._target_=l2o.study.record.UnitRecord"
@@ -31,7 +31,7 @@ def launch(wave: list[Unit], cli: str, root: Path, passthrough: list[str], hydra
            config_dirs: tuple[str, ...]) -> int:
     """One multirun of `cli` over `wave`; its exit code."""
     jobs = [{"dir": str(u.run_dir.relative_to(root)),
-             "overrides": [*u.overrides, f"resume={'true' if state(u).status == 'partial' else 'false'}"]} for u in wave]
+             "overrides": [*u.overrides, f"resume={'true' if has_work(u) else 'false'}"]} for u in wave]
     spec = root / ".waves" / f"{time.strftime('%Y%m%d-%H%M%S')}-{cli}.json"
     spec.parent.mkdir(parents=True, exist_ok=True)
     spec.write_text(json.dumps(jobs, indent=1))
@@ -51,8 +51,11 @@ def run(units: list[Unit], root: Path, passthrough: list[str], hydra_args: list[
         return []
     failed: set[tuple[str, str]] = set()
     wave_no = 0
+    busy = {u.label for u in units if state(u).status == "running"}
+    if busy:
+        print(f"l2o-study: left alone, another process is running them: {', '.join(sorted(busy))}", flush=True)
     while True:
-        todo = [u for u in pending(units) if u.key not in failed]
+        todo = [u for u in pending(units) if u.key not in failed and u.label not in busy]
         done = {u.key for u in units if state(u).status == "done"}
         ready = [u for u in todo if all(n in done for n in u.needs)]
         if not ready:

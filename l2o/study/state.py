@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from l2o.errors import L2OError
+from l2o.study.record import running
 from l2o.study.spec import Unit, plain
 
 RESULT = {"train": "result.json", "eval": "summary.json"}   # written last: their presence means "done"
@@ -18,7 +19,7 @@ RUN_SETTINGS = frozenset({"progress", "workers", "threads", "resume"})
 
 @dataclass
 class State:
-    status: str                  # done | partial | missing
+    status: str                  # done | running | partial | missing
     seconds: float | None        # wall time of the unit's sessions so far (unit.json, else result.json)
     record: dict[str, Any]       # unit.json: sessions, each with its machine and date
 
@@ -38,6 +39,8 @@ def state(unit: Unit) -> State:
         if seconds is None and unit.cli == "train":
             seconds = json.loads((d / "result.json").read_text()).get("train_seconds")
         return State("done", seconds, record)
+    if running(d):
+        return State("running", seconds, record)
     return State("partial" if has_work(unit) else "missing", seconds, record)
 
 
