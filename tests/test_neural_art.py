@@ -212,3 +212,50 @@ def test_gallery_images_are_the_evaluation_trajectories():
     assert torch.allclose(g["images"]["adam"][0], prob.images(prob.init_params()).clamp(0, 1))
     assert not torch.allclose(g["images"]["adam"][1], g["images"]["adam"][2])
     assert g["steps"] == [0, 3, 5] and g["names"] == prob.content_names
+
+
+def test_batch_norms_fold_into_their_convs_exactly():
+    from torch import nn
+
+    from l2o.optimizees.features import CIFAR_CFG, _fold_batch_norms, build_layers
+
+    torch.manual_seed(0)
+    body, _ = build_layers(CIFAR_CFG, "max")
+    with_bn = nn.Sequential(*[m for layer in body for m in
+                              ((layer, nn.BatchNorm2d(layer.out_channels)) if isinstance(layer, nn.Conv2d) else (layer,))])
+    for m in with_bn:
+        if isinstance(m, nn.BatchNorm2d):   # trained statistics and affine parameters, not the defaults
+            m.running_mean.normal_()
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.normal_()
+            m.bias.data.normal_()
+    x = torch.randn(3, 3, 32, 32)
+    folded = _fold_batch_norms(with_bn.eval())
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded) and len(folded) == len(body)
+    assert torch.allclose(folded(x), with_bn(x), atol=1e-4)
+
+
+def test_cifar_features_train_ship_and_load(tmp_path, monkeypatch):
+    """`python -m l2o.optimizees.features train` on a tiny image folder: the file it writes is what
+    optimizee.features.kind=cifar_vgg loads, with its test accuracy in the description."""
+    import numpy as np
+    from PIL import Image
+
+    from l2o.optimizees.features import main
+
+    monkeypatch.setenv("L2O_CACHE_DIR", str(tmp_path / "cache"))
+    for split in ("train", "test"):
+        for label in range(2):
+            folder = tmp_path / "imgs" / split / f"class{label}"
+            folder.mkdir(parents=True)
+            for k in range(128 if split == "train" else 20):
+                Image.fromarray(np.full((32, 32, 3), 200 * label, dtype=np.uint8)).save(folder / f"{k}.png")
+    out = tmp_path / "cifar_vgg.pt"
+    main(["train", "--data", str(tmp_path / "imgs"), "--out", str(out), "--epochs", "1", "--lr", "0.01"])
+    net = FeatureNet("cifar_vgg", weights=out)
+    assert net.description.startswith("cifar_vgg (trained on CIFAR-10, test accuracy ") and "1 epochs" in net.description
+    feats = net(torch.rand(2, 3, 64, 64))
+    assert set(feats) == {"conv1_1", "conv2_1", "conv2_2", "conv3_1", "conv3_2"} and feats["conv3_2"].shape == (2, 128, 16, 16)
+    monkeypatch.setattr("l2o.optimizees.features.CIFAR_WEIGHTS", tmp_path / "not_trained.pt")
+    with pytest.raises(L2OError, match="no weights at .*not_trained.pt.*python -m l2o.optimizees.features train"):
+        FeatureNet("cifar_vgg")
