@@ -359,3 +359,27 @@ def test_shipped_optimizers_step_exactly_as_recorded_before_the_internals_change
     for name, updates in recorded["nets"].items():
         assert torch.equal(now["nets"][name], updates), name
         assert all(torch.equal(now["learned"][name][k], v) for k, v in recorded["learned"][name].items()), name
+
+
+def test_weight_decay_is_decoupled_as_adamw_does_it():
+    """weight_decay shrinks the parameters by lr · wd before the learned update (per param group)."""
+    from l2o.optimizers import CoordinatewiseLSTM
+
+    torch.manual_seed(0)
+    model = nn.Linear(4, 3)
+    net = CoordinatewiseLSTM(hidden_size=4, preprocess_p=10.0)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.normal_(0, 0.3)
+    plain_model = copy.deepcopy(model)
+    decayed = LearnedOptimizer([{"params": [model.weight], "weight_decay": 0.1}, {"params": [model.bias]}], net=net, lr=0.5)
+    plain = LearnedOptimizer(plain_model, net=copy.deepcopy(net), lr=0.5)
+    x = torch.randn(8, 4)
+    w0, b0 = model.weight.detach().clone(), model.bias.detach().clone()
+    for opt, m in ((decayed, model), (plain, plain_model)):
+        opt.zero_grad()
+        m(x).pow(2).mean().backward()
+        opt.step()
+    # the same learned update, on top of w0 shrunk by 1 - 0.5 · 0.1; the bias group has no decay
+    assert torch.allclose(model.weight - plain_model.weight, -0.05 * w0, atol=1e-6)
+    assert torch.allclose(model.bias, plain_model.bias, atol=1e-6) and not torch.allclose(model.bias, b0)

@@ -41,6 +41,8 @@ class LearnedOptimizer(torch.optim.Optimizer):
       correction 1 - 0.95^t is already 1 - 2e-6).
     - `chunk_size` (coordinates per chunk of a coordinatewise net's no-grad update; None = the
       net's own, 16,384 for the LSTM) bounds the step's working memory on large models.
+    - `weight_decay` (per param group, default 0) is decoupled, as AdamW's: every step first
+      shrinks the parameters by lr · weight_decay, then adds the learned update.
     """
 
     def __init__(
@@ -51,6 +53,7 @@ class LearnedOptimizer(torch.optim.Optimizer):
         *,
         model: nn.Module | None = None,
         lr: float = 1.0,
+        weight_decay: float = 0.0,
         state_dtype: torch.dtype | None = None,
         chunk_size: int | None = None,
     ):
@@ -62,7 +65,9 @@ class LearnedOptimizer(torch.optim.Optimizer):
             model, params = params, params.parameters()
         if not lr >= 0:
             raise ValueError(f"lr={lr!r} must be >= 0 (it multiplies the learned update).")
-        super().__init__(params, defaults={"lr": lr})
+        if not weight_decay >= 0:
+            raise ValueError(f"weight_decay={weight_decay!r} must be >= 0.")
+        super().__init__(params, defaults={"lr": lr, "weight_decay": weight_decay})
         if chunk_size is not None and not (isinstance(chunk_size, int) and chunk_size > 0):
             raise ValueError(f"chunk_size={chunk_size!r} must be a positive integer or None.")
         if state_dtype is not None and not (isinstance(state_dtype, torch.dtype) and state_dtype.is_floating_point):
@@ -121,6 +126,8 @@ class LearnedOptimizer(torch.optim.Optimizer):
                 if p.grad is not None:
                     buckets[(p.device, p.dtype)].append(p)
             for (device, dtype), params in buckets.items():
+                if group.get("weight_decay", 0.0):  # (absent from optimizers saved before it existed)
+                    torch._foreach_mul_(params, 1 - group["lr"] * group["weight_decay"])
                 self._step_instance(group, gi, params, self._net_for(device, dtype), loss)
         return loss
 
