@@ -108,7 +108,7 @@ def test_unknown_baseline_and_metric(run_dir, tmp_path):
     err = _fails("l2o-eval", f"checkpoint={run_dir}", "compare=[adam,lbfgs]", *TINY_EVAL, cwd=tmp_path)
     assert "lbfgs" in err and "'sgd', 'rmsprop', 'adam', 'nag'" in err
     err = _fails("l2o-eval", f"checkpoint={run_dir}", "tuning.metric=median", *TINY_EVAL, cwd=tmp_path)
-    assert "tuning.metric='median'" in err and "final, sum" in err
+    assert "tuning.metric='median'" in err and "final, sum, tail" in err
 
 
 def test_checkpoint_directory_without_checkpoints(tmp_path):

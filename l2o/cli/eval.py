@@ -77,6 +77,8 @@ def run(cfg: DictConfig) -> float:
     configure_torch()
     ckpt = load_checkpoint(checkpoint)
     name, learned = _learned(cfg, ckpt, checkpoint)
+    if cfg.get("task") is not None:
+        return _run_task(cfg, checkpoint, name, learned)
     family, optimizee_name = _family(cfg, ckpt)
     baselines = {b: build(cfg.baselines[b], f"baselines.{b}") for b in cfg.compare}
     protocol = Protocol.from_config(cfg, default_steps=training_horizon(ckpt))
@@ -100,6 +102,22 @@ def run(cfg: DictConfig) -> float:
                       f"{described}: {cfg.gallery.problems} test problems")
         files += ", images.png"
     print(f"l2o-eval: results in {out} ({files})")
+    return summary["optimizers"][name]["final_loss"]
+
+
+def _run_task(cfg: DictConfig, checkpoint: str, name: str, learned: dict[str, OptimizerNet]) -> float:
+    """`task=NAME`: the learned optimizers and the baselines train a real task (l2o.tasks)."""
+    from l2o.tasks.evaluate import evaluate_task
+
+    task = build(cfg.task, "task")
+    baselines = {b: build(cfg.baselines[b], f"baselines.{b}") for b in cfg.compare}
+    protocol = Protocol.from_config(cfg, default_steps=task.steps)
+    out = run_dir()
+    meta = {"checkpoints": {n: str(p) for n, p in [(name, checkpoint), *(cfg.get("learned") or {}).items()]}}
+    summary, table = evaluate_task(task, learned=learned, baselines=baselines, protocol=protocol, out_dir=out,
+                                   task_name=choice("task") or "task", progress=cfg.progress, meta=meta, resume=cfg.resume)
+    print(table)
+    print(f"l2o-eval: results in {out} (summary.json, summary.md, curves.csv, loss.png, tb/)")
     return summary["optimizers"][name]["final_loss"]
 
 

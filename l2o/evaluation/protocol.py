@@ -11,7 +11,7 @@ from typing import Any
 from l2o import checks
 from l2o.errors import L2OError
 
-METRICS = ("final", "sum")
+METRICS = ("final", "sum", "tail")
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,11 @@ from l2o.evaluation.stats import Curve
 from l2o.utils import atomic_write, atomic_write_text
 
 
+# results beside the training loss, where an evaluation has them: held-out data (MNIST, CIFAR, the tasks)
+# and the cost of a step (the tasks: median optimizer.step() time, optimizer state per parameter)
+EXTRA_COLUMNS = ("test_loss", "test_accuracy", "step_ms", "state_bytes_per_param")
+
+
 def _fmt(x: float) -> str:
     return "nan" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.4g}"
 
@@ -38,7 +43,7 @@ def markdown_table(summary: dict[str, Any], learned: Collection[str], grid: list
     opts = summary["optimizers"]
     baselines = [v["final_loss"] for k, v in opts.items() if k not in learned and not math.isnan(v["final_loss"])]
     best_baseline = min(baselines) if baselines else math.nan
-    extra = [k for k in ("test_loss", "test_accuracy") if any(k in v for v in opts.values())]
+    extra = [k for k in EXTRA_COLUMNS if any(k in v for v in opts.values())]
     lines = [
         f"{summary['optimizee']}: {summary['num_problems']} test problems, {summary['steps']} steps",
         "",

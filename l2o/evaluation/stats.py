@@ -57,8 +57,15 @@ class Curve:
 
 
 def score(losses: Tensor, metric: str, divergence_factor: float) -> float:
-    """Selection score of a run (lower is better): +inf if any problem diverged."""
+    """Selection score of a run (lower is better): +inf if any problem diverged. `final`: the last
+    loss; `sum`: the sum of losses over the run; `tail`: the mean over its last tenth (a minibatch
+    loss is noisy, so one step's says less about where a run ended)."""
     if bool(diverged_mask(losses, divergence_factor)[-1].any()):
         return math.inf
-    per_problem = losses[-1] if metric == "final" else losses[1:].sum(0)
+    if metric == "final":
+        per_problem = losses[-1]
+    elif metric == "tail":
+        per_problem = losses[-max(1, (len(losses) - 1) // 10):].mean(0)
+    else:
+        per_problem = losses[1:].sum(0)
     return float(per_problem.double().mean())

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from l2o.errors import L2OError
-from l2o.evaluation.report import colors_for, draw_curves, read_curves_csv, save_figure
+from l2o.evaluation.report import EXTRA_COLUMNS, colors_for, draw_curves, read_curves_csv, save_figure
 from l2o.study.record import describe_session
 from l2o.study.spec import Resolver, Unit
 from l2o.study.state import check_configs, compose_configs, state
@@ -111,8 +111,7 @@ def curves_section(page: Page, section: dict[str, Any], fig_dir: Path, rel: str)
     window, log_loss = section.get("window"), bool(section.get("log_loss"))
     paper = {page.unit(k).key: v for k, v in (section.get("paper") or {}).items()}
     summaries = {u.key: page.summary(u) for u, _ in panels}
-    extra = [k for k in ("test_loss", "test_accuracy")
-             if any(k in row for s in summaries.values() if s for row in s["optimizers"].values())]
+    extra = [k for k in EXTRA_COLUMNS if any(k in row for s in summaries.values() if s for row in s["optimizers"].values())]
     head = (["setting", "optimizer", "lr"] + [f"step {s:,}" for s in steps] + ["final loss (± 95% CI)"]
             + ([f"mean of last {window:,} steps"] if window else []) + (["mean log loss"] if log_loss else [])
             + ["diverged"] + [k.replace("_", " ") for k in extra] + (["paper"] if paper else []))
@@ -144,7 +143,8 @@ def curves_section(page: Page, section: dict[str, Any], fig_dir: Path, rel: str)
             cells += [_fmt(_loss_at(bands, name, s)) for s in steps] + [final]
             cells += [_fmt(_window(bands, name, window))] if window else []
             cells += [_fmt(row.get("final_log_loss"), 3)] if log_loss else []
-            cells += [f"{100 * row['diverged']:.0f}%"] + [_fmt(row.get(k)) for k in extra]
+            cells += [f"{100 * row['diverged']:.0f}%"] + [_fmt(row.get(k), 3 if k in ("step_ms", "state_bytes_per_param") else 4)
+                                                           for k in extra]
             cells += [paper.get(unit.key, {}).get(name, "")] if paper else []
             table.append("| " + " | ".join(cells) + " |")
         if (unit.run_dir / "images.png").is_file():
