@@ -15,6 +15,8 @@ PLUGINS_ENV = {"PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS), os.enviro
 FAULTY = (f"--config-dir={TESTS / 'plugins' / 'conf'}", "optimizee=faulty")
 # the offline data: $L2O_DATA_DIR, else ../shared/data beside the checkout (as in CI)
 SHARED_DATA = Path(os.environ.get("L2O_DATA_DIR") or REPO.parent / "shared" / "data")
+# the CLIs run in process (cli_in_process) read it from the environment too, so plain `pytest` works
+os.environ["L2O_DATA_DIR"] = str(SHARED_DATA)
 
 
 @pytest.fixture(autouse=True)
