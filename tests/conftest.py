@@ -17,6 +17,11 @@ FAULTY = (f"--config-dir={TESTS / 'plugins' / 'conf'}", "optimizee=faulty")
 SHARED_DATA = Path(os.environ.get("L2O_DATA_DIR") or REPO.parent / "shared" / "data")
 # the CLIs run in process (cli_in_process) read it from the environment too, so plain `pytest` works
 os.environ["L2O_DATA_DIR"] = str(SHARED_DATA)
+# under pytest-xdist (scripts/test.sh runs `-n 2` on 2 cores) one core per worker: torch's default of
+# one thread per core in every worker and every CLI it spawns would oversubscribe the machine
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)
