@@ -182,6 +182,11 @@ def test_references_become_paths_and_order_the_units(tmp_path):
     assert resolver.unit("mine", "tr").overrides == ["experiment=cifar10"]
     order = [u.label for u in resolver.closure("mine")]
     assert order.index("mine:tr") < order.index("mine:base") < order.index("mine:ev") and "paper:mnist/train" in order
+    only = [u.label for u in resolver.closure("mine", ["e*"])]   # one unit and what it needs, needs first
+    assert sorted(only) == ["mine:base", "mine:ev", "mine:tr", "paper:mnist/train"] and only[-1] == "mine:ev"
+    assert [u.label for u in resolver.closure("mine", ["tr", "nothing*"])] == ["mine:tr"]
+    with pytest.raises(L2OError, match="no unit of study mine matches units=x/\\*; its units: ev, base, tr"):
+        resolver.closure("mine", ["x/*"])
     cyclic = _user_study(tmp_path / "c", "units: {a: {cli: train, init: b}, b: {cli: train, init: a}}")
     with pytest.raises(L2OError, match="cycle"):
         Resolver("cpu", tmp_path, (str(cyclic),)).closure("mine")

@@ -10,7 +10,8 @@ l2o-eval runs, behind a results page) and write their pages.
 
 Options of every command: size=cpu|paper (default cpu), root=DIR (default outputs/study: run
 directories are ROOT/SIZE/STUDY/UNIT), --config-dir DIR (a user's own studies in DIR/study/, and
-their optimizees and optimizers); report also takes out=DIR (default docs/results) and
+their optimizees and optimizers); run and status also take units=PATTERN[,PATTERN] (glob patterns
+of unit names, e.g. units='mnist/*': those units and the ones they need); report also takes out=DIR (default docs/results) and
 readme=FILE (default README.md: its table between the study's markers is rewritten).
 """
 from __future__ import annotations
@@ -25,7 +26,12 @@ from l2o.study import report, runner
 from l2o.study.spec import Resolver, Unit, available
 from l2o.study.state import check_configs, compose_configs, state
 
-OPTIONS = {"size": "cpu", "root": "outputs/study", "out": "docs/results", "readme": "README.md"}
+OPTIONS = {"size": "cpu", "root": "outputs/study", "out": "docs/results", "readme": "README.md", "units": ""}
+
+
+def _only(opts: dict[str, str]) -> tuple[str, ...]:
+    """units=mnist/*,quadratic/eval: glob patterns of unit names (run and status only)."""
+    return tuple(p for p in opts["units"].split(",") if p)
 
 
 def _minutes(units: list[Unit]) -> str:
@@ -74,7 +80,7 @@ def _status_lines(units: list[Unit], config_dirs: tuple[str, ...]) -> list[str]:
 
 def cmd_status(args: argparse.Namespace, opts: dict[str, str]) -> int:
     resolver = Resolver(opts["size"], Path(opts["root"]), tuple(args.config_dir))
-    units = resolver.closure(args.study)
+    units = resolver.closure(args.study, _only(opts))
     print("\n".join(_status_lines(units, tuple(args.config_dir))))
     counts = {s: sum(state(u).status == s for u in units) for s in ("done", "running", "partial", "missing")}
     print(f"{args.study}: {counts['done']} done, {counts['running']} running, {counts['partial']} partial, "
@@ -85,7 +91,7 @@ def cmd_status(args: argparse.Namespace, opts: dict[str, str]) -> int:
 def cmd_run(args: argparse.Namespace, opts: dict[str, str], passthrough: list[str], hydra_args: list[str]) -> int:
     root = Path(opts["root"])
     resolver = Resolver(opts["size"], root, tuple(args.config_dir))
-    units = resolver.closure(args.study)
+    units = resolver.closure(args.study, _only(opts))
     left = runner.run(units, root, passthrough, hydra_args, tuple(args.config_dir))
     if left:
         print(f"l2o-study: {len(left)} unit(s) not done: {', '.join(u.label for u in left)}; their logs are in their "
@@ -131,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
             passthrough.append(item)
         else:
             raise L2OError(f"{key}= is not a setting of l2o-study {args.command}; allowed: {', '.join(OPTIONS)}.")
+    if opts["units"] and args.command not in ("run", "status"):
+        raise L2OError(f"units= selects units to run or show; l2o-study {args.command} takes the whole study.")
     if args.command == "run":
         return cmd_run(args, opts, passthrough, hydra_args)
     return {"list": cmd_list, "status": cmd_status, "report": cmd_report}[args.command](args, opts)

@@ -17,7 +17,9 @@ unit's measured wall time on 2 CPU cores at size cpu: what `l2o-study list` adds
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
@@ -198,8 +200,9 @@ class Resolver:
         """The study's own units, in file order."""
         return [self.unit(study, name) for name in self.study(study).units]
 
-    def closure(self, study: str) -> list[Unit]:
-        """The study's units and every unit they need, each once, needs first."""
+    def closure(self, study: str, only: Sequence[str] = ()) -> list[Unit]:
+        """The study's units and every unit they need, each once, needs first. `only`: glob patterns
+        of unit names (`mnist/*`), to run or show one figure's units (and what they need) alone."""
         out: dict[tuple[str, str], Unit] = {}
 
         def visit(unit: Unit) -> None:  # a cycle was refused while resolving the units
@@ -207,8 +210,13 @@ class Resolver:
                 visit(self.unit(*dep))
             out.setdefault(unit.key, unit)
 
-        for unit in self.units(study):
-            visit(unit)
+        units = self.units(study)
+        for unit in units:
+            if not only or any(fnmatchcase(unit.name, pattern) for pattern in only):
+                visit(unit)
+        if not out:
+            raise L2OError(f"no unit of study {study} matches units={','.join(only)}; its units: "
+                           f"{', '.join(u.name for u in units)}.")
         return list(out.values())
 
     def unit(self, study: str, name: str) -> Unit:
