@@ -92,7 +92,7 @@ def test_batched_cnn_equals_torch_nn_models_with_the_same_weights(data):
             assert torch.allclose(grad[i], torch_grad, atol=1e-10)
             for name, value in state.items():
                 assert torch.allclose(value[i], model.state_dict()[name], atol=1e-10), name
-    metrics = problem.test_metrics(theta.detach(), state)
+    metrics = problem.test_metrics(theta.detach(), state, chunk=2, images=7)  # chunked both ways
     for i, model in enumerate(models):
         model.eval()
         with torch.no_grad():
@@ -179,13 +179,13 @@ def test_cpu_presets_run_end_to_end_through_the_clis(tmp_path):
     """l2o-train for CIFAR-10 and LSTM-sub, then l2o-eval on CIFAR-10 and CIFAR-2 (both learned
     optimizers on the same problems), on a tiny budget."""
     sub = tmp_path / "outputs/cifar_sub_cpu/train"
-    run_cli("l2o-train", "experiment=cifar10_cpu", *TINY_TRAIN, *TINY_CIFAR, "schedule.problems_per_epoch=2", cwd=tmp_path)
-    run_cli("l2o-train", "experiment=cifar10_cpu", "optimizee.labels=[5,6,7,8,9]", *TINY_TRAIN, *TINY_CIFAR,
+    run_cli("l2o-train", "experiment=cifar10_cpu", "optimizee=cifar_cnn_subset", *TINY_TRAIN, *TINY_CIFAR, "schedule.problems_per_epoch=2", cwd=tmp_path)
+    run_cli("l2o-train", "experiment=cifar10_cpu", "optimizee=cifar_cnn_subset", "optimizee.labels=[5,6,7,8,9]", *TINY_TRAIN, *TINY_CIFAR,
             "schedule.problems_per_epoch=2", f"hydra.run.dir={sub}", cwd=tmp_path)
     tiny_eval = (*TINY_EVAL, "num_test=4", "steps=6", "tuning.steps=3", "optimizee.batch_size=8", "workers=1")
-    ten = run_cli("l2o-eval", "experiment=cifar10_cpu", *tiny_eval, cwd=tmp_path)
+    ten = run_cli("l2o-eval", "experiment=cifar10_cpu", "optimizee=cifar_cnn_subset", *tiny_eval, cwd=tmp_path)
     assert "test accuracy |" in ten.stdout
-    two = run_cli("l2o-eval", "experiment=cifar10_cpu", "optimizee.labels=[0,1]", f"+learned.lstm_sub={sub}", *tiny_eval,
+    two = run_cli("l2o-eval", "experiment=cifar10_cpu", "optimizee=cifar_cnn_subset", "optimizee.labels=[0,1]", f"+learned.lstm_sub={sub}", *tiny_eval,
                   "hydra.run.dir=outputs/cifar2", cwd=tmp_path)
     assert "lstm_sub" in two.stdout
     ckpt = torch.load(sub / "checkpoints/last.pt", weights_only=True)

@@ -81,17 +81,26 @@ class ClassifierProblem(Problem):
         return self.family.logits(self.spec.unflatten(params), x, state, train=False)[0]
 
     @torch.no_grad()
-    def test_metrics(self, params: Tensor, state: OptimizeeState = None, chunk: int = 8) -> dict[str, Tensor]:
-        """Loss and accuracy of each instance's parameters (and optimizee state) on the test split."""
-        fam = self.family
-        x, y = fam.x_test, fam.y_test
+    def test_metrics(self, params: Tensor, state: OptimizeeState = None, chunk: int = 8,
+                     images: int = 500) -> dict[str, Tensor]:
+        """Loss and accuracy of each instance's parameters (and optimizee state) on the test split,
+        `chunk` instances by `images` test images at a time: in evaluation mode every image is scored
+        alone, and all 10,000 CIFAR-10 test images at once would take gigabytes per instance."""
+        x, y = self.family.x_test, self.family.y_test
         losses, accs = [], []
         for start in range(0, params.shape[0], chunk):
             p = params[start : start + chunk]
             rows = torch.arange(start, start + p.shape[0], device=params.device)
-            logits = self.logits(p, x.unsqueeze(0).expand(p.shape[0], *x.shape), select_instances(state, rows))
-            losses.append(F.cross_entropy(logits.transpose(1, 2), y.expand(p.shape[0], -1), reduction="none").mean(1))
-            accs.append((logits.argmax(-1) == y).float().mean(1))
+            st = select_instances(state, rows)
+            loss_sum = torch.zeros(p.shape[0], device=params.device)
+            correct = torch.zeros(p.shape[0], device=params.device)
+            for first in range(0, x.shape[0], images):
+                xb, yb = x[first : first + images], y[first : first + images]
+                logits = self.logits(p, xb.unsqueeze(0).expand(p.shape[0], *xb.shape), st)
+                loss_sum += F.cross_entropy(logits.transpose(1, 2), yb.expand(p.shape[0], -1), reduction="none").sum(1)
+                correct += (logits.argmax(-1) == yb).float().sum(1)
+            losses.append(loss_sum / x.shape[0])
+            accs.append(correct / x.shape[0])
         return {"test_loss": torch.cat(losses), "test_accuracy": torch.cat(accs)}
 
 
