@@ -99,8 +99,9 @@ def plot_curves(path: Path, curves: dict[str, Curve], lrs: dict[str, float | Non
     save_figure(fig, path)
 
 
-BASELINE_COLORS = {"sgd": "tab:gray", "rmsprop": "tab:purple", "adam": "tab:red", "nag": "tab:green", "lbfgs": "tab:brown"}
-LEARNED_COLORS = ("tab:blue", "tab:orange", "tab:cyan", "tab:olive", "tab:pink", "black")
+BASELINE_COLORS = {"sgd": "tab:gray", "rmsprop": "tab:purple", "adam": "tab:red", "nag": "tab:green", "lbfgs": "tab:brown",
+                   "lbfgs_wolfe": "black"}
+LEARNED_COLORS = ("tab:blue", "tab:orange", "tab:cyan", "tab:olive", "tab:pink", "gold")
 
 
 def colors_for(names: list[str], lrs: dict[str, float | None]) -> dict[str, str]:

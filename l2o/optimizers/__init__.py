@@ -9,9 +9,10 @@ from l2o.optimizers.base import OptimizerNet, build_net
 from l2o.optimizers.gac import LSTMGAC
 from l2o.optimizers.learned import LearnedOptimizer
 from l2o.optimizers.lstm import CoordinatewiseLSTM
+from l2o.optimizers.mlp_lopt import MLPLOpt
 from l2o.optimizers.preprocess import log_sign, preprocess
 from l2o.optimizers.rnnprop import RNNprop
 from l2o.optimizers.routed import Routed
 
-__all__ = ["AdamLSTM", "CoordinatewiseLSTM", "LSTMGAC", "LearnedOptimizer", "OptimizerNet", "RNNprop", "Routed", "build_net",
+__all__ = ["AdamLSTM", "CoordinatewiseLSTM", "LSTMGAC", "LearnedOptimizer", "MLPLOpt", "OptimizerNet", "RNNprop", "Routed", "build_net",
            "log_sign", "preprocess"]
