@@ -3,6 +3,8 @@
     python scripts/bench.py --help
     python scripts/bench.py --ref ../shared/bench/ref_l2o.py   # + the reference prototype, same run
     python scripts/bench.py --device cuda --skip 10m           # on a GPU (the prototype is CPU only)
+    python scripts/bench.py --net mlp_lopt --skip quadratic mnist   # the learned step of another net:
+                                   # lstm (default) | mlp_lopt | a checkpoint or pretrained name
 
 Prints the machine (CPU model, ISA, threads), then one JSON line per measurement
 ({"name", "median", "min", "max", "unit", "runs"}), then a table and the ratios the speed
@@ -34,7 +36,8 @@ from l2o.meta.trainer import meta_gradient  # noqa: E402
 from l2o.meta.unroll import rollout  # noqa: E402
 from l2o.optimizees import MLPClassifier, Quadratic  # noqa: E402
 from l2o.optimizees.base import split_seeds  # noqa: E402
-from l2o.optimizers import CoordinatewiseLSTM, LearnedOptimizer  # noqa: E402
+from l2o.optimizers import CoordinatewiseLSTM, LearnedOptimizer, MLPLOpt, OptimizerNet  # noqa: E402
+from l2o.optimizers.files import available, load_checkpoint, net_from_checkpoint, pretrained_path  # noqa: E402
 from l2o.utils import configure_torch, resolve_device  # noqa: E402
 
 ROWS: list[dict] = []
@@ -97,6 +100,30 @@ def lstm_flops_per_coordinate(net: CoordinatewiseLSTM, backward: bool) -> int:
     return flops * (3 if backward else 1)
 
 
+def flops_per_coordinate(net: OptimizerNet) -> int:
+    """Matmul FLOPs of one no-grad step per coordinate, for the FLOP floor of the learned step."""
+    if isinstance(net, MLPLOpt):
+        sizes = [net.num_inputs, *net.hidden, 2]
+        return sum(2 * a * b for a, b in zip(sizes[:-1], sizes[1:])) + 2 * 2 * net.num_inputs   # + the skip
+    if isinstance(net, CoordinatewiseLSTM):
+        return lstm_flops_per_coordinate(net, backward=False)
+    raise SystemExit(f"no FLOP count for {type(net).__name__}; use --net lstm or mlp_lopt")
+
+
+def step_net(spec: str, device: torch.device) -> OptimizerNet:
+    """The net of the learned-step figures: the paper's 2×20 LSTM (`lstm`, random output layer),
+    the per-parameter MLP (`mlp_lopt`, its defaults), or a checkpoint / shipped name."""
+    if spec == "lstm":
+        net = CoordinatewiseLSTM(20, 2, 10.0, 0.1)
+        with torch.no_grad():
+            net.out_weight.normal_(0, 0.1)
+    elif spec == "mlp_lopt":
+        net = MLPLOpt()
+    else:
+        net = net_from_checkpoint(load_checkpoint(pretrained_path(spec) if spec in available() else spec))
+    return net.to(device)
+
+
 def rss_mib(key: str = "VmRSS") -> float:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith(key):
@@ -104,21 +131,21 @@ def rss_mib(key: str = "VmRSS") -> float:
     return float("nan")
 
 
-def step_memory(name: str, label: str, device: torch.device) -> float:
+def step_memory(name: str, label: str, device: torch.device, net_spec: str = "lstm") -> float:
     """Peak working memory of a learned step on model `name`, beyond the model, its gradients
     and the optimizer's state, measured in a fresh process (CPU) so no earlier heap is reused."""
     if device.type == "cuda":
-        return _step_memory(name, label, device)
-    cmd = [sys.executable, __file__, "--memory-child", name, label]
+        return _step_memory(name, label, device, net_spec)
+    cmd = [sys.executable, __file__, "--memory-child", name, label, "--net", net_spec]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     return float(out.strip().splitlines()[-1])
 
 
-def _step_memory(name: str, label: str, device: torch.device) -> float:
+def _step_memory(name: str, label: str, device: torch.device, net_spec: str = "lstm") -> float:
     configure_torch()
     model, x, y = build_model(name, device)
     nn.functional.cross_entropy(model(x), y).backward()
-    net = CoordinatewiseLSTM(20, 2, 10.0, 0.1).to(device)
+    net = step_net(net_spec, device)
     opt = LearnedOptimizer(model, net=net, state_dtype=torch.bfloat16 if label == "bf16" else None)
     # the first step in this fresh process: its peak minus the state it leaves is its working memory
     if device.type == "cuda":
@@ -180,13 +207,13 @@ def build_model(name: str, device: torch.device) -> tuple[nn.Module, torch.Tenso
     return model.to(device), x.to(device), y.to(device)
 
 
-def learned_step(name: str, net: CoordinatewiseLSTM, peak: float, runs: int, device: torch.device) -> None:
+def learned_step(name: str, net: OptimizerNet, peak: float, runs: int, device: torch.device, net_spec: str) -> None:
     """Time, FLOP floor, memory and state bytes per parameter of `LearnedOptimizer.step()`
     (fp32 and bfloat16 state) next to Adam's, on one model with fixed gradients."""
     model, x, y = build_model(name, device)
     numel = sum(p.numel() for p in model.parameters())
     nn.functional.cross_entropy(model(x), y).backward()
-    floor = lstm_flops_per_coordinate(net, backward=False) * numel / (peak * 1e9)
+    floor = flops_per_coordinate(net) * numel / (peak * 1e9)
     start_params = [p.detach().clone() for p in model.parameters()]
     moved = {}
     for label, kwargs in (("fp32", {}), ("bf16", {"state_dtype": torch.bfloat16})):
@@ -195,7 +222,7 @@ def learned_step(name: str, net: CoordinatewiseLSTM, peak: float, runs: int, dev
                 p.copy_(s)
         opt = LearnedOptimizer(model, net=net, **kwargs)
         t = measure(opt.step, runs, device)
-        extra = step_memory(name, label, device)
+        extra = step_memory(name, label, device, net_spec)
         state_bytes = sum(v.nbytes for s in opt.state.values() for k, v in s.items() if k != "step")
         report(f"learned_step_{name}_{label}", t, "s", params=numel, floor_s=floor,
                over_floor=statistics.median(t) / floor, state_bytes_per_param=state_bytes / numel,
@@ -222,11 +249,13 @@ def main() -> None:
     ap.add_argument("--skip", nargs="*", default=[], choices=["quadratic", "mnist", "mlp", "1m", "10m"],
                     help="figures to leave out")
     ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    ap.add_argument("--net", default="lstm", help="the learned step's net: lstm (the paper's 2×20 LSTM), mlp_lopt "
+                                                  "(the per-parameter MLP), or a checkpoint / shipped name")
     ap.add_argument("--memory-child", nargs=2, help=argparse.SUPPRESS)  # internal: one step_memory measurement
     args = ap.parse_args()
     device = resolve_device(args.device)
     if args.memory_child:
-        print(_step_memory(*args.memory_child, device))
+        print(_step_memory(*args.memory_child, device, args.net))
         return
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -272,9 +301,13 @@ def main() -> None:
             report("ref_mnist_meta_epoch", ref["mnist_train_epoch"], "s")
             report("ref_mnist_eval", [100 / s for s in ref["mnist_eval_100steps"]], "steps/s")
 
+    stepper = step_net(args.net, device)
+    if isinstance(stepper, CoordinatewiseLSTM):
+        stepper.compile_layers(args.compile)
+    print(f"# learned step: {args.net} ({type(stepper).__name__})", flush=True)
     for name in MODELS:
         if name not in args.skip:
-            learned_step(name, net, peak, max(2, args.runs // 2 if name == "10m" else args.runs), device)
+            learned_step(name, stepper, peak, max(2, args.runs // 2 if name == "10m" else args.runs), device, args.net)
 
     print("\n| name | median | min | max | unit | runs |\n|---|---|---|---|---|---|")
     for r in ROWS:
@@ -292,7 +325,8 @@ def main() -> None:
                 print(f"- learned step, {name} ({r['params']:,} parameters, {label} state): {r['median'] * 1e3:.1f} ms = "
                       f"{r['over_floor']:.1f}x its matmul FLOP floor (target <= 3); {r['state_bytes_per_param']:.0f} B of "
                       f"state per parameter (Adam: {adam['state_bytes_per_param']:.0f} B, {adam['median'] * 1e3:.1f} ms); "
-                      f"{r['step_extra_mib']:.0f} MiB working memory")
+                      f"{r['step_extra_mib']:.0f} MiB working memory; {r['median'] / adam['median']:.1f}x Adam's step "
+                      f"(issue 37's targets on 1m: <= 10x Adam's step, <= 32 B per parameter)")
 
 
 if __name__ == "__main__":

@@ -70,24 +70,41 @@ def test_coordinatewise_pieces_and_state_bytes():
     """LearnedOptimizer may step it in pieces of any size: the same updates; its state is 4 floats
     per parameter (16 bytes), the 2×20 LSTM's is 80."""
     torch.manual_seed(2)
-    net = MLPLOpt()
+    net = MLPLOpt().double()   # float64: pieces change only the matmuls' blocking, i.e. rounding
     with torch.no_grad():
         for p in net.parameters():
             p.normal_(0, 0.5)
-    models = [torch.nn.Sequential(torch.nn.Linear(30, 40), torch.nn.Tanh(), torch.nn.Linear(40, 5)) for _ in range(2)]
+    models = [torch.nn.Sequential(torch.nn.Linear(30, 40), torch.nn.Tanh(), torch.nn.Linear(40, 5)).double() for _ in range(2)]
     models[1].load_state_dict(models[0].state_dict())
     opts = [LearnedOptimizer(models[0], net=net), LearnedOptimizer(models[1], net=net, chunk_size=7)]
-    x = torch.randn(16, 30)
+    x = torch.randn(16, 30, dtype=torch.float64)
     for _ in range(4):
         for model, opt in zip(models, opts):
             opt.zero_grad()
             model(x).pow(2).mean().backward()
             opt.step()
     for a, b in zip(models[0].parameters(), models[1].parameters()):
-        assert torch.allclose(a, b, atol=1e-7)
+        assert torch.allclose(a, b, atol=1e-12), (a - b).abs().max()
     numel = sum(p.numel() for p in models[0].parameters())
     state = sum(v.numel() * v.element_size() for s in opts[0].state.values() for k, v in s.items() if k != "step")
-    assert state == 16 * numel
+    assert state == 32 * numel   # 4 float64 per parameter
+    fp32 = MLPLOpt().init_state(_layout(10), dtype=torch.float32)
+    assert sum(v.numel() * v.element_size() for v in fp32.values()) == 16 * 10
+
+
+def test_the_no_grad_path_gives_the_autograd_paths_updates():
+    """Outside meta-training the net writes into reused buffers; the updates are the same."""
+    torch.manual_seed(3)
+    net = MLPLOpt(hidden=[8, 4]).double()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.normal_(0, 0.5)
+    grads = [torch.randn(300).double() for _ in range(4)]
+    with torch.no_grad():
+        quiet = _run(net, grads)
+        again = _run(net, grads)   # the buffers of the first run are reused
+    for a, b, c in zip(_run(net, grads), quiet, again):
+        assert torch.allclose(a, b, atol=1e-15) and torch.equal(b, c)
 
 
 def test_config_round_trip_and_bad_values():

@@ -95,23 +95,44 @@ class MLPLOpt(OptimizerNet):
         """The (num_inputs, N) inputs and the new moments."""
         g = grad.reshape(1, -1)
         beta = self._beta.to(g.dtype)
-        m = torch.addcmul(state["m"] * beta, 1 - beta, g.expand_as(state["m"]))   # β m + (1 − β) g
+        m = torch.lerp(g.expand_as(state["m"]), state["m"], beta)   # β m + (1 − β) g, every β at once
         v = torch.lerp(g * g, state["v"], self.beta2)
         t = step + 1
-        d = (v / (1 - self.beta2**t)).sqrt_().add_(self.eps)
-        m_hat = m / (1 - beta**t)
-        rows = [g / d, m_hat / d]
+        inv_d = (v * (1 / (1 - self.beta2**t))).sqrt_().add_(self.eps).reciprocal_()   # 1 / (√v̂ + ε)
+        x = g.new_empty(self.num_inputs, g.shape[1])
+        torch.mul(g, inv_d, out=x[:1])
+        k = len(self.betas)
+        torch.mul(m, inv_d, out=x[1 : 1 + k]).mul_(1 / (1 - beta**t))   # m̂ / (√v̂ + ε)
         if len(self.steps):
-            rows.append(self.steps(step, g))
-        return torch.cat(rows), {"m": m, "v": v}
+            x[1 + k :] = self.steps(step, g)
+        return x, {"m": m, "v": v}
 
     def update(self, grad: Tensor, state: State, layout: Layout, loss: Tensor | None = None,
                step: int = 0) -> tuple[Tensor, State]:
         x, new_state = self.inputs(grad, state, step)
+        if not torch.is_grad_enabled():
+            return self._apply_no_grad(x).view_as(grad).clone(), new_state
         h = x
         for w, b in zip(self.weights, self.biases):
             h = torch.relu(torch.addmm(b, w, h))
-        out = torch.addmm(self.out_bias, self.out_weight, h) + self.skip @ x
+        out = torch.addmm(torch.addmm(self.out_bias, self.out_weight, h), self.skip, x)
         direction, magnitude = out[0], out[1]
         update = torch.tanh(direction) * torch.exp(torch.tanh(magnitude) * self.magnitude_range) * self.output_scale
         return update.view_as(grad), new_state
+
+    def _apply_no_grad(self, x: Tensor) -> Tensor:
+        """The same MLP and head written into reused buffers (a step outside meta-training, e.g.
+        `LearnedOptimizer`, calls it on pieces of equal size): allocating the (hidden, N)
+        activations afresh every call, large blocks that the allocator returns to the system, cost
+        more than the arithmetic on a 1M-parameter model. The result is a view of a buffer."""
+        key = (x.shape[1], x.dtype, x.device)
+        if getattr(self, "_work_key", None) != key:
+            self._work_key = key
+            self._work = [x.new_empty(n, x.shape[1]) for n in (*self.hidden, 2)]
+        h = x
+        for w, b, buf in zip(self.weights, self.biases, self._work):
+            h = torch.addmm(b, w, h, out=buf).relu_()
+        out = torch.addmm(self.out_bias, self.out_weight, h, out=self._work[-1]).addmm_(self.skip, x)
+        direction, magnitude = out[0], out[1]
+        magnitude.tanh_().mul_(self.magnitude_range).exp_().mul_(self.output_scale)
+        return direction.tanh_().mul_(magnitude)
