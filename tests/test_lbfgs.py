@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from l2o.errors import L2OError
-from l2o.evaluation.runners import run_torch_optimizer
+from l2o.evaluation.runners import run_torch_optimizer, snapshots
 from l2o.optimizees import MLPClassifier, Quadratic
 
 
@@ -49,6 +49,21 @@ def test_a_line_search_pays_for_every_evaluation():
     losses, _, _ = run_torch_optimizer(factory, problem, 10, 1.0)
     assert calls["n"] == 2 * 10 + 1   # 10 gradient evaluations per problem, then the final losses
     assert torch.isfinite(losses).all() and (losses[-1] < losses[0]).all()
+
+
+def test_gallery_snapshots_are_the_evaluations_parameters_after_s_gradient_evaluations():
+    """The neural-art gallery draws L-BFGS's images too: θ after s gradient evaluations, as the
+    evaluation's curve counts them, a line search's included."""
+    problem = Quadratic().sample([1, 2])
+    factory = functools.partial(torch.optim.LBFGS, max_iter=20, line_search_fn="strong_wolfe", tolerance_grad=0.0,
+                                tolerance_change=0.0)
+    snaps = snapshots((factory, 0.5), problem, [0, 3, 7])
+    assert torch.equal(snaps[0], problem.init_params())
+    for s in (3, 7):
+        losses, final, _ = run_torch_optimizer(factory, problem, s, 0.5)
+        assert torch.equal(snaps[s], final)
+        assert torch.allclose(problem.evaluate(snaps[s], s, None)[0], losses[-1])
+    assert not torch.equal(snaps[3], snaps[7])
 
 
 def test_it_refuses_an_optimizee_with_minibatches_or_state(tmp_path):

@@ -74,6 +74,8 @@ def snapshots(optimizer: OptimizerNet | tuple[OptimizerFactory, float | None], p
     factory, lr = optimizer
     params = problem.init_params().requires_grad_(True)
     opt = factory([params]) if lr is None else factory([params], lr=lr)
+    if isinstance(opt, torch.optim.LBFGS):  # θ after s gradient evaluations, as run_lbfgs counts them
+        return {s: run_lbfgs(factory, problem, s, lr)[1] if s else _copy(params) for s in wanted}
     state = problem.init_state()
     for t in range(wanted[-1] + 1):
         if t in wanted:
