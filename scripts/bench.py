@@ -284,9 +284,7 @@ def main() -> None:
 
     data = Path(os.environ.get("L2O_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data")) / "mnist"
     fam = MLPClassifier(torchvision.datasets.MNIST(str(data), train=True), torchvision.datasets.MNIST(str(data), train=False))
-    net = CoordinatewiseLSTM(20, 2, 10.0, 0.1).to(device).compile_layers(args.compile)
-    with torch.no_grad():
-        net.out_weight.normal_(0, 0.1)
+    net = step_net("lstm", device).compile_layers(args.compile)
     if "mnist" not in args.skip:  # MNIST 1×20 sigmoid, batch 128, one instance (15,910 coordinates)
         problem = fam.sample(split_seeds("train", 1), device)
         epoch = meta_epoch(net, problem)
@@ -301,9 +299,7 @@ def main() -> None:
             report("ref_mnist_meta_epoch", ref["mnist_train_epoch"], "s")
             report("ref_mnist_eval", [100 / s for s in ref["mnist_eval_100steps"]], "steps/s")
 
-    stepper = step_net(args.net, device)
-    if isinstance(stepper, CoordinatewiseLSTM):
-        stepper.compile_layers(args.compile)
+    stepper = net if args.net == "lstm" else step_net(args.net, device).compile_layers(args.compile)
     print(f"# learned step: {args.net} ({type(stepper).__name__})", flush=True)
     for name in MODELS:
         if name not in args.skip:
