@@ -92,10 +92,12 @@ def test_coordinatewise_pieces_and_state_bytes():
     assert sum(v.numel() * v.element_size() for v in fp32.values()) == 16 * 10
 
 
-def test_the_no_grad_path_gives_the_autograd_paths_updates():
-    """Outside meta-training the net writes into reused buffers; the updates are the same."""
+@pytest.mark.parametrize("hidden, time_scales", [([8, 4], (100, 1000)), ([], (10,)), ([5], None)])
+def test_the_no_grad_path_gives_the_autograd_paths_updates(hidden, time_scales):
+    """Outside meta-training the net writes into reused buffers, with biases and step features
+    folded into its matmuls; the updates are the same, at any depth, with or without step features."""
     torch.manual_seed(3)
-    net = MLPLOpt(hidden=[8, 4]).double()
+    net = MLPLOpt(hidden=hidden, time_scales=time_scales).double()
     with torch.no_grad():
         for p in net.parameters():
             p.normal_(0, 0.5)

@@ -36,12 +36,18 @@ class OptimizerNet(nn.Module):
     - `coordinatewise = True`: a coordinate's update depends only on its own gradient and state
       (and the loss and step), so callers may split the coordinates into any pieces and get the
       same updates: `LearnedOptimizer` then steps a large model in pieces;
-    - `chunk_size`: coordinates per piece of its own no-grad update (None: it has no such path);
+    - `chunk_size`: coordinates per piece of its no-grad update: `LearnedOptimizer` calls a
+      coordinatewise net on pieces of this size (None: 16,384), large enough that per-call
+      overhead is small, small enough that the step's working memory stays bounded;
+    - `in_place`: it has `update_`, a no-grad update that overwrites the state it is given
+      (torch.optim's way) and may return a view of a buffer its next call reuses, so
+      `LearnedOptimizer` neither allocates nor copies a model-sized state every step;
     - `compiled`: whether `compile_layers` switched on fused kernels."""
 
     NAME: str | None = None
     coordinatewise: bool = False
     chunk_size: int | None = None
+    in_place: bool = False
     compiled: bool = False
 
     @abstractmethod
@@ -53,6 +59,11 @@ class OptimizerNet(nn.Module):
     def update(self, grad: Tensor, state: State, layout: Layout, loss: Tensor | None = None,
                step: int = 0) -> tuple[Tensor, State]:
         """The update of every coordinate (same shape as `grad`) and the next state."""
+
+    def update_(self, grad: Tensor, state: State, layout: Layout, loss: Tensor | None = None,
+                step: int = 0) -> Tensor:
+        """`update` without autograd, overwriting `state` (only where `in_place` is declared)."""
+        raise NotImplementedError(f"{type(self).__name__} declares no in-place update (in_place = False).")
 
     @abstractmethod
     def config(self) -> dict[str, Any]:

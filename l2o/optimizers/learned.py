@@ -40,7 +40,7 @@ class LearnedOptimizer(torch.optim.Optimizer):
       state tensor is stored so (RNNprop's step counter stops at 256 in bfloat16, where its bias
       correction 1 - 0.95^t is already 1 - 2e-6).
     - `chunk_size` (coordinates per chunk of a coordinatewise net's no-grad update; None = the
-      net's own, 16,384 for the LSTM) bounds the step's working memory on large models.
+      net's own: 16,384 for the LSTM, 65,536 for `mlp_lopt`) bounds the step's working memory on large models.
     - `weight_decay` (per param group, default 0) is decoupled, as AdamW's: every step first
       shrinks the parameters by lr · weight_decay, then adds the learned update.
     """
@@ -156,7 +156,7 @@ class LearnedOptimizer(torch.optim.Optimizer):
         nets (LSTM+GAC averages over the instance) get the whole instance in one call."""
         if not net.coordinatewise:
             return [[(p, 0, p.numel()) for p in params]]
-        limit = self.chunk_size or 16384
+        limit = self.chunk_size or net.chunk_size or 16384
         pieces: list[list[tuple[torch.Tensor, int, int]]] = [[]]
         size = 0
         for p in params:
@@ -181,7 +181,11 @@ class LearnedOptimizer(torch.optim.Optimizer):
                      for (p, s, e), w in zip(piece, whole)]
         grads = [p.grad.reshape(-1) if w else p.grad.view(-1)[s:e] for (p, s, e), w in zip(piece, whole)]
         grad = torch.cat(grads) if len(grads) > 1 else grads[0]
-        update, new_state = net.update(grad, net.join_state(per_param, layout), layout, losses, step)
+        state = net.join_state(per_param, layout)
+        if net.in_place:  # the state is overwritten where it is; a copy only where it was joined or cast
+            update, new_state = net.update_(grad, state, layout, losses, step), state
+        else:
+            update, new_state = net.update(grad, state, layout, losses, step)
         for (p, s, e), w, u, new in zip(piece, whole, update.split(layout.sizes), net.split_state(new_state, layout)):
             if w:
                 p.add_(u.view_as(p), alpha=group["lr"])
@@ -189,7 +193,9 @@ class LearnedOptimizer(torch.optim.Optimizer):
             else:  # a slice of a large parameter: written in place, into the stored state's dtype
                 p.view(-1)[s:e].add_(u, alpha=group["lr"])
                 for k, v in new.items():
-                    self.state[p][k][..., s:e].copy_(v)
+                    stored = self.state[p][k][..., s:e]
+                    if v.data_ptr() != stored.data_ptr() or v.dtype != stored.dtype:
+                        stored.copy_(v)
 
     def _stored(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """A parameter's net state as kept between steps (in `state_dtype` when set)."""
