@@ -152,9 +152,13 @@ def curves_section(page: Page, section: dict[str, Any], fig_dir: Path, rel: str)
             shutil.copyfile(unit.run_dir / "images.png", fig_dir / name)
             galleries.append(f"![{title}: every optimizer's image]({rel}/{name})")
     figure = f"{_slug(section['title'])}.png"
-    save_figure(fig, fig_dir / figure)
+    lines = []
+    if any(summaries.values()):   # no figure of empty axes while nothing has run
+        save_figure(fig, fig_dir / figure)
+        lines = [f"![{section['title']}]({rel}/{figure})", ""]
+    plt.close(fig)
     described = {s.get("optimizee_description") for s in summaries.values() if s and s.get("optimizee_description")}
-    lines = [f"![{section['title']}]({rel}/{figure})", "", *table, ""]
+    lines += [*table, ""]
     if described:
         lines += [f"Optimizee: {', '.join(sorted(described))}.", ""]
     return lines + galleries + ([""] if galleries else []) + page.provenance([u for u, _ in panels])
@@ -215,20 +219,23 @@ def _sweep_cell(page: Page, names: list[str]) -> tuple[str, str]:
 
 def headline_table(page: Page) -> list[str]:
     """Per paper figure: the paper's value, ours (learned against the best tuned baseline at the
-    final step), and the unit that made it."""
+    final step), and the unit that made it. A study with no paper values (every `paper: "–"`)
+    gets no paper columns."""
     rows = page.spec.report.get("headline") or []
-    out = ["| paper figure | setting | steps | paper (read from its plot) | ours: learned | ours: best tuned baseline | "
-           "learned below every baseline? | unit |", "|---|---|---|---|---|---|---|---|"]
+    with_paper = any(str(row.get("paper", "–")).strip() not in ("", "–") for row in rows)
+    head = ["paper figure", "setting", "steps", "paper (read from its plot)", "ours: learned", "ours: best tuned baseline",
+            "learned below every baseline?", "unit"]
+    cells_of_rows = []
     for row in rows:
         if "units" in row:
             text, verdict = _sweep_cell(page, row["units"])
-            out.append(f"| {row['figure']} | {row['setting']} | | {row['paper']} | {text} | | {verdict} | "
-                       f"`{page.unit(row['units'][0]).study}:{row['units'][0].rsplit('/', 1)[0]}/*` |")
+            cells_of_rows.append([row["figure"], row["setting"], "", row["paper"], text, "", verdict,
+                                  f"`{page.unit(row['units'][0]).study}:{row['units'][0].rsplit('/', 1)[0]}/*`"])
             continue
         unit = page.unit(row["unit"])
         summary = page.summary(unit)
         if summary is None:
-            out.append(f"| {row['figure']} | {row['setting']} | | {row['paper']} | not run yet | | | `{unit.label}` |")
+            cells_of_rows.append([row["figure"], row["setting"], "", row["paper"], "not run yet", "", "", f"`{unit.label}`"])
             continue
         opts = summary["optimizers"]
         learned = [n for n, r in opts.items() if r.get("lr") is None and n in row.get("learned", [n])]
@@ -241,9 +248,11 @@ def headline_table(page: Page) -> list[str]:
 
         below = [n for n in learned if best is not None and opts[n]["final_loss"] < baselines[best]["final_loss"]]
         verdict = ", ".join(f"{n}: {'yes' if n in below else 'no'}" for n in learned)
-        out.append(f"| {row['figure']} | {row['setting']} | {summary['steps']:,} | {row['paper']} | "
-                   f"{'; '.join(cell(n) for n in learned)} | {cell(best) if best else '–'} | {verdict} | `{unit.label}` |")
-    return out
+        cells_of_rows.append([row["figure"], row["setting"], f"{summary['steps']:,}", row["paper"],
+                              "; ".join(cell(n) for n in learned), cell(best) if best else "–", verdict, f"`{unit.label}`"])
+    keep = [i for i in range(len(head)) if with_paper or i not in (0, 3)]
+    return ["| " + " | ".join(head[i] for i in keep) + " |", "|" + "---|" * len(keep)] + [
+        "| " + " | ".join(str(cells[i]) for i in keep) + " |" for cells in cells_of_rows]
 
 
 def write(resolver: Resolver, study: str, out_dir: Path, readme: Path | None = None) -> Path:
