@@ -99,6 +99,17 @@ def test_unmatched_parameter_is_refused_by_name():
         Routed({"x": {"match": {"kinds": ["convolution"]}, "net": _lstm(0)}})
 
 
+def test_parameters_without_their_model_are_refused_with_the_fix():
+    """A routed optimizer needs the parameters' kinds: given `model.parameters()` they are all
+    'other', and the error says to pass the model."""
+    model = _cnn()
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    with pytest.raises(L2OError, match=r"kind other.*give LearnedOptimizer the model"):
+        LearnedOptimizer(model.parameters(), net=_routed(PAPER)).step()
+    LearnedOptimizer(model, net=_routed(PAPER)).step()
+
+
 def test_names_rules_and_first_match_wins():
     net = Routed({"head": {"match": {"names": ["6.*"]}, "net": _lstm(1)},
                   "rest": {"match": {"kinds": ["*"]}, "net": _lstm(2)}})

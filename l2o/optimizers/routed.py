@@ -93,7 +93,10 @@ class Routed(OptimizerNet):
             owner = next((sub for sub, rule in self.rules.items() if rule.matches(name, kind)), None)
             if owner is None:
                 rules = "; ".join(f"{sub}: {rule.config()}" for sub, rule in self.rules.items())
-                raise L2OError(f"parameter {name!r} (kind {kind}) matches no routing rule ({rules}); "
+                hint = (" A parameter given without its module has kind 'other': give LearnedOptimizer the model "
+                        "(LearnedOptimizer.from_pretrained(NAME, model), not model.parameters()) so its kinds are known;"
+                        " or" if kind == "other" else "")
+                raise L2OError(f"parameter {name!r} (kind {kind}) matches no routing rule ({rules}).{hint} "
                                "add a rule for it, e.g. a last one with kinds: ['*'].")
             owned[owner].append(i)
         self._routes[layout] = owned
