@@ -315,6 +315,26 @@ def test_pretrained_optimizers_ship_with_the_package():
         LearnedOptimizer.from_pretrained("imagenet", model)
 
 
+def test_the_shipped_cifar10_optimizer_trains_a_cnn_it_did_not_see():
+    """The routed conv/fc optimizer (meta-trained on a 16-16-16 5x5 CNN) on a 3x3 CNN with batch norm
+    and max-pooling, routed by the model's layer kinds."""
+    from l2o.pretrained import available
+
+    assert "cifar10" in available()
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 3, 16, 16, generator=gen)
+    y = x.mean((2, 3)).argmax(1)  # a learnable labelling: the brightest channel
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2),
+                          nn.Flatten(), nn.Linear(8 * 8 * 8, 3))
+    opt = LearnedOptimizer.from_pretrained("cifar10", model)
+    losses = train_losses(model, opt, lambda m: nn.functional.cross_entropy(m(x), y), 30)
+    assert losses[-1] < 0.5 * losses[0]
+    by_parameters = LearnedOptimizer.from_pretrained("cifar10", model.parameters())
+    with pytest.raises(L2OError, match="give LearnedOptimizer the model"):  # kinds unknown: no route
+        by_parameters.step()
+
+
 def _record_shipped() -> dict:
     """Every shipped optimizer's raw updates on fixed gradients (steps 0-3 and late steps, for the
     step features) and a small model's parameters after 4 LearnedOptimizer steps."""
@@ -349,13 +369,14 @@ def _record_shipped() -> dict:
 
 def test_shipped_optimizers_step_exactly_as_recorded_before_the_internals_changed():
     """tests/fixtures/pretrained_updates.pt was written by `_record_shipped` with the code of commit
-    2db0064, before the estimators, the composable parts and the file-format module: the four shipped
-    optimizers must still give bitwise the same updates."""
+    2db0064, before the estimators, the composable parts and the file-format module (`cifar10` added
+    when it shipped, with the code of commit 9f17490): every shipped optimizer must still give bitwise
+    the same updates."""
     from pathlib import Path
 
     recorded = torch.load(Path(__file__).parent / "fixtures" / "pretrained_updates.pt", weights_only=True)
     now = _record_shipped()
-    assert set(now["nets"]) == set(recorded["nets"]) >= {"quadratic", "mnist", "mnist_stable_rnnprop", "mnist_stable_time"}
+    assert set(now["nets"]) == set(recorded["nets"]) >= {"quadratic", "mnist", "mnist_stable_rnnprop", "mnist_stable_time", "cifar10"}
     for name, updates in recorded["nets"].items():
         assert torch.equal(now["nets"][name], updates), name
         assert all(torch.equal(now["learned"][name][k], v) for k, v in recorded["learned"][name].items()), name
