@@ -99,6 +99,9 @@ class ImageFolder32(torch.utils.data.Dataset):
       tarball gives, or a user's own images): classes are the sorted folder names (CIFAR-10's label
       order), images sorted by name within a class.
 
+    Either way the images come class by class (the JPEG copy does not keep CIFAR-10's original
+    order), so sample them at random, never as a contiguous split (`test_part_start` refuses it).
+
     The images are decoded once and the arrays cached under `cache_dir()` (named by the source's
     checksum: the tarball's md5, or a digest of the folder's file names, sizes and times), so later
     runs load them in a second. A missing, truncated or altered tarball, an image that is not 32×32,

@@ -46,6 +46,14 @@ def test_a_folder_of_images_by_class_reads_like_torchvision_cifar10(tmp_path, ca
     assert fam.x.shape == (6, 3, 32, 32)
 
 
+def test_a_train_test_split_of_images_ordered_by_class_is_refused(tmp_path):
+    """An image folder lists its images class by class: a contiguous split of it would train on some
+    classes and test on others."""
+    data = ImageFolder32(_tree(tmp_path / "imgs"), train=True)
+    with pytest.raises(L2OError, match=r"ordered by class .* only classes \[0\] and test problems only \[0, 1\]"):
+        ConvClassifier(data, batch_size=2, test_part_start=2)
+
+
 def test_decoded_once_then_read_from_the_cache(tmp_path, monkeypatch):
     root = _tree(tmp_path / "imgs")
     first = ImageFolder32(root)

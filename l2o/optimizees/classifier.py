@@ -126,6 +126,12 @@ class ClassifierFamily(Family):
         self.x = self.prepare(x)
         if test_part_start is not None and not 0 < test_part_start < self.x.shape[0]:
             raise L2OError(f"optimizee.test_part_start={test_part_start} must lie inside the {self.x.shape[0]} training images.")
+        if test_part_start is not None and bool((self.y[1:] >= self.y[:-1]).all()) and len(self.y.unique()) > 1:
+            before, after = self.y[:test_part_start].unique().tolist(), self.y[test_part_start:].unique().tolist()
+            raise L2OError(f"optimizee.test_part_start={test_part_start}: the training images are ordered by class (as "
+                           f"an image folder is), so training problems would see only classes {before} and test "
+                           f"problems only {after}. Use test_part_start=null (problems differ by θ0 and minibatch "
+                           f"order, the paper's protocol) or a dataset in random order.")
         self.test_part_start = test_part_start
         self.x_test, self.y_test = None, None
         if test_dataset is not None:
