@@ -6,6 +6,7 @@ The tests that run studies are marked `smoke`: `./scripts/test.sh` runs them aft
 suite, as CI does (`pytest -m smoke` alone); the validation tests at the end run in the default suite."""
 import json
 import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -101,6 +102,39 @@ def test_run_dir_with_another_config_is_refused_naming_the_key(smoke):
         assert "(config differs: refused)" in study("status", "smoke", cwd=smoke).stdout
     finally:
         saved.write_text(original)
+
+
+@pytest.mark.smoke
+def test_the_record_restores_lost_run_directories(smoke, tmp_path):
+    """A fresh clone holds the page and its record (docs/results/runs), not the run directories:
+    status, run and report go on from the record, and the regenerated page is the same."""
+    study("report", "smoke", "out=docs/results", "readme=", cwd=smoke)
+    record = smoke / "docs/results/runs/cpu/smoke"
+    assert (record / "quadratic/train/checkpoints/best.pt").is_file() and (record / "quadratic/eval/curves.csv").is_file()
+    assert not list(record.rglob("last.pt")) and not list(record.rglob("*.pt.tmp"))
+    assert not [p for p in (record / "quadratic/eval/partial").iterdir() if p.is_dir()]   # no per-problem store
+    page = (smoke / "docs/results/smoke.md").read_text()
+
+    clone = tmp_path / "clone"
+    shutil.copytree(smoke / "docs", clone / "docs")
+    proc = study("status", "smoke", cwd=clone)
+    assert "smoke: 21 done, 0 running, 0 partial, 0 missing of 21 units" in proc.stdout
+    assert "restored from the record" in proc.stderr
+    proc = study("run", "smoke", cwd=clone)
+    assert "all 21 units done" in proc.stdout and "wave" not in proc.stdout
+    study("report", "smoke", "out=docs/results", "readme=", cwd=clone)
+    assert (clone / "docs/results/smoke.md").read_text() == page
+
+    other = tmp_path / "other"   # records=none: nothing restored; a record with another config: not restored
+    shutil.copytree(smoke / "docs", other / "docs")
+    assert "0 done, 0 running, 0 partial, 21 missing" in study("status", "smoke", "records=none", cwd=other).stdout
+    saved = other / "docs/results/runs/cpu/smoke/quadratic/eval/.hydra/config.yaml"
+    cfg = yaml.safe_load(saved.read_text())
+    cfg["tuning"]["num"] = 5
+    saved.write_text(yaml.safe_dump(cfg))
+    proc = study("status", "smoke", cwd=other)
+    assert "smoke:quadratic/eval: its record" in proc.stderr and "tuning.num: 5 -> 3" in proc.stderr
+    assert "20 done, 0 running, 0 partial, 1 missing" in proc.stdout
 
 
 def _user_study(tmp_path: Path, text: str) -> Path:

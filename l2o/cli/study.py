@@ -13,6 +13,11 @@ directories are ROOT/SIZE/STUDY/UNIT), --config-dir DIR (a user's own studies in
 their optimizees and optimizers); run and status also take units=PATTERN[,PATTERN] (glob patterns
 of unit names, e.g. units='mnist/*': those units and the ones they need); report also takes out=DIR (default docs/results) and
 readme=FILE (default README.md: its table between the study's markers is rewritten).
+
+The record: `report` also copies every finished unit's small files (tables, curves, config, trained φ)
+to records=DIR (default OUT/runs: docs/results/runs), to commit with the page; run, status and report
+restore a unit whose run directory is missing from it, so a fresh clone regenerates the page and
+continues the study where the record left off. records=none ignores the record: everything runs again.
 """
 from __future__ import annotations
 
@@ -22,11 +27,24 @@ from pathlib import Path
 
 from l2o.cli.common import user_errors
 from l2o.errors import L2OError
-from l2o.study import report, runner
+from l2o.study import records, report, runner
 from l2o.study.spec import Resolver, Unit, available
 from l2o.study.state import check_configs, compose_configs, state
 
-OPTIONS = {"size": "cpu", "root": "outputs/study", "out": "docs/results", "readme": "README.md", "units": ""}
+OPTIONS = {"size": "cpu", "root": "outputs/study", "out": "docs/results", "readme": "README.md", "units": "",
+           "records": "auto"}
+
+
+def _records(opts: dict[str, str]) -> Path | None:
+    """records=auto (the default): OUT/runs, beside the page; records=none: no record."""
+    value = opts["records"]
+    return None if value in ("", "none") else Path(opts["out"]) / "runs" if value == "auto" else Path(value)
+
+
+def _restore(units: list[Unit], opts: dict[str, str], args: argparse.Namespace) -> None:
+    """Units whose run directory is missing but which the study's record holds count as done."""
+    if _records(opts) is not None:
+        records.restore(units, _records(opts), tuple(args.config_dir))
 
 
 def _only(opts: dict[str, str]) -> tuple[str, ...]:
@@ -81,6 +99,7 @@ def _status_lines(units: list[Unit], config_dirs: tuple[str, ...]) -> list[str]:
 def cmd_status(args: argparse.Namespace, opts: dict[str, str]) -> int:
     resolver = Resolver(opts["size"], Path(opts["root"]), tuple(args.config_dir))
     units = resolver.closure(args.study, _only(opts))
+    _restore(units, opts, args)
     print("\n".join(_status_lines(units, tuple(args.config_dir))))
     counts = {s: sum(state(u).status == s for u in units) for s in ("done", "running", "partial", "missing")}
     print(f"{args.study}: {counts['done']} done, {counts['running']} running, {counts['partial']} partial, "
@@ -92,6 +111,7 @@ def cmd_run(args: argparse.Namespace, opts: dict[str, str], passthrough: list[st
     root = Path(opts["root"])
     resolver = Resolver(opts["size"], root, tuple(args.config_dir))
     units = resolver.closure(args.study, _only(opts))
+    _restore(units, opts, args)
     left = runner.run(units, root, passthrough, hydra_args, tuple(args.config_dir))
     if left:
         print(f"l2o-study: {len(left)} unit(s) not done: {', '.join(u.label for u in left)}; their logs are in their "
@@ -104,7 +124,13 @@ def cmd_run(args: argparse.Namespace, opts: dict[str, str], passthrough: list[st
 def cmd_report(args: argparse.Namespace, opts: dict[str, str]) -> int:
     resolver = Resolver(opts["size"], Path(opts["root"]), tuple(args.config_dir))
     readme = Path(opts["readme"]) if opts["readme"] else None
-    path = report.write(resolver, args.study, Path(opts["out"]), readme)
+    units = resolver.closure(args.study)
+    _restore(units, opts, args)
+    if _records(opts) is not None:
+        kept = records.keep(units, _records(opts))
+        print(f"l2o-study: recorded {len(kept)} finished unit(s) in {_records(opts) / opts['size']}/ "
+              "(commit it with the page: a fresh clone regenerates the page and continues the study from it)")
+    path = report.write(resolver, args.study, Path(opts["out"]), readme, _records(opts))
     print(f"l2o-study: wrote {path} (figures in {path.with_suffix('')}/)")
     return 0
 

@@ -47,6 +47,7 @@ class Unit:
     needs: list[tuple[str, str]] = field(default_factory=list)   # (study, unit) this one reads
     minutes: float | None = None
     note: str | None = None
+    size: str = "cpu"
 
     @property
     def key(self) -> tuple[str, str]:
@@ -264,7 +265,7 @@ class Resolver:
             overrides.append(f"+learned.{learned_name}={path_of(value, 'learned')}")
         unit = Unit(study=study, name=name, cli=spec["cli"], overrides=overrides,
                     run_dir=self.root / self.size / study / name, needs=needs,
-                    minutes=spec.get("minutes"), note=spec.get("note"))
+                    minutes=spec.get("minutes"), note=spec.get("note"), size=self.size)
         self.cache[key] = unit
         return unit
 

@@ -1,0 +1,86 @@
+"""A study's record: the small files of its finished units, kept next to the results page
+(`docs/results/runs/<size>/<study>/<unit>/`, committed with it) so that the page can be regenerated,
+and the study continued, on a machine that does not hold the run directories (a fresh clone, a
+cluster's scratch that was wiped, a colleague's laptop).
+
+`l2o-study report` records every finished unit; `run`, `status` and `report` first restore a unit
+whose run directory is missing from its record, so a restored unit is done as if it had run here,
+with its own machine, date and wall time (`unit.json`). A recorded training keeps its trained φ
+(`checkpoints/best*.pt`, a few tens of kB) so the evaluations that need it can run; an evaluation
+keeps its tables and curves, not its per-problem store (`partial/`), so a later `baselines_from=` it
+tunes its baselines again instead of copying them.
+"""
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+from typing import Iterable
+
+from l2o.study.spec import Unit
+from l2o.study.state import RESULT, compose_configs, differences, state
+
+KEPT = ("unit.json", "result.json", "summary.json", "summary.md", "curves.csv", "images.png",
+        ".hydra/config.yaml", ".hydra/overrides.yaml", "partial/meta.json", "partial/tuning.json")
+KEPT_GLOBS = ("checkpoints/best*.pt",)
+MAX_BYTES = 8 * 2**20   # a larger file is left out of the record (and said so)
+
+
+def record_dir(unit: Unit, records: Path) -> Path:
+    return records / unit.size / unit.study / unit.name
+
+
+def kept_files(run_dir: Path) -> list[Path]:
+    files = [run_dir / f for f in KEPT if (run_dir / f).is_file()]
+    return files + sorted(p for g in KEPT_GLOBS for p in run_dir.glob(g) if p.is_file())
+
+
+def keep(units: Iterable[Unit], records: Path) -> list[Unit]:
+    """Copy each finished unit's kept files into its record (replacing an older record); the units
+    recorded."""
+    out = []
+    for unit in units:
+        if state(unit).status != "done":
+            continue
+        target = record_dir(unit, records)
+        staging = target.with_name(target.name + ".new")
+        shutil.rmtree(staging, ignore_errors=True)
+        for src in kept_files(unit.run_dir):
+            if src.stat().st_size > MAX_BYTES:
+                print(f"l2o-study: {unit.label}: {src.relative_to(unit.run_dir)} ({src.stat().st_size / 2**20:.0f} MB) "
+                      "is too large for the record; left out", file=sys.stderr)
+                continue
+            dst = staging / src.relative_to(unit.run_dir)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, dst)
+        shutil.rmtree(target, ignore_errors=True)
+        staging.rename(target)
+        out.append(unit)
+    return out
+
+
+def restore(units: Iterable[Unit], records: Path, config_dirs: tuple[str, ...] = ()) -> list[Unit]:
+    """Recreate each unit's missing run directory from its record; the units restored. A run
+    directory that exists (holding anything: a stopped run, another config) is never touched, and a
+    record made with another composed config than the unit's now is left where it is (and said so)."""
+    import yaml
+
+    candidates = [u for u in units if not u.run_dir.exists() and (record_dir(u, records) / RESULT[u.cli]).is_file()]
+    composed = compose_configs(candidates, config_dirs) if candidates else {}
+    out = []
+    for unit in candidates:
+        src = record_dir(unit, records)
+        saved = src / ".hydra" / "config.yaml"
+        diff = differences(yaml.safe_load(saved.read_text()) or {}, composed[unit.key]) if saved.is_file() else ["no config"]
+        if diff:
+            print(f"l2o-study: {unit.label}: its record in {src} was made with another config ({'; '.join(diff[:3])}); "
+                  "not restored, the unit runs again", file=sys.stderr)
+            continue
+        staging = unit.run_dir.with_name(unit.run_dir.name + ".restoring")
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.copytree(src, staging)
+        staging.rename(unit.run_dir)
+        out.append(unit)
+    if out:
+        print(f"l2o-study: restored from the record in {records}: {', '.join(u.label for u in out)}", file=sys.stderr)
+    return out
