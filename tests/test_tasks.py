@@ -104,3 +104,19 @@ def test_eval_on_a_task_through_the_cli(tmp_path):
     assert summary["optimizers"]["rnnprop"]["lr"] is None and "| rnnprop | learned |" in proc.stdout
     tuning = json.loads((out / "tuning.json").read_text())
     assert tuning["metric"] == "tail" and set(tuning["selected"]) == {"adam", "adamw", "sgdm"}
+
+    # a second learned optimizer on the same task: the baselines (tuning and runs) come from the first
+    again = tmp_path / "again"
+    proc = run_cli("l2o-eval", "task=logistic", "protocol=tasks", f"checkpoint={REPO / 'l2o/pretrained/mnist_stable_time.pt'}",
+                   "name=lstm_time", "task.steps=8", "num_test=2", "tuning.num=2", "progress=false", f"baselines_from={out}",
+                   f"hydra.run.dir={again}", cwd=tmp_path)
+    assert "baselines adam, adamw, sgdm reused from" in proc.stderr
+    second = json.loads((again / "summary.json").read_text())
+    assert set(second["optimizers"]) == {"lstm_time", "adam", "adamw", "sgdm"}
+    for name in ("adam", "adamw", "sgdm"):
+        assert second["optimizers"][name]["final_loss"] == summary["optimizers"][name]["final_loss"]
+        assert second["optimizers"][name]["lr"] == summary["optimizers"][name]["lr"]
+    proc = run_cli("l2o-eval", "task=logistic", "protocol=tasks", f"checkpoint={REPO / 'l2o/pretrained/mnist.pt'}",
+                   "task.steps=9", "num_test=2", "tuning.num=2", "progress=false", f"baselines_from={out}",
+                   f"hydra.run.dir={tmp_path / 'other'}", cwd=tmp_path, check=False)
+    assert proc.returncode != 0 and "evaluated different task" in proc.stderr and not (tmp_path / "other" / "summary.json").exists()

@@ -113,9 +113,12 @@ def _run_task(cfg: DictConfig, checkpoint: str, name: str, learned: dict[str, Op
     baselines = {b: build(cfg.baselines[b], f"baselines.{b}") for b in cfg.compare}
     protocol = Protocol.from_config(cfg, default_steps=task.steps)
     out = run_dir()
+    if cfg.baselines_from is not None:
+        _check_baselines_source(cfg)
     meta = {"checkpoints": {n: str(p) for n, p in [(name, checkpoint), *(cfg.get("learned") or {}).items()]}}
     summary, table = evaluate_task(task, learned=learned, baselines=baselines, protocol=protocol, out_dir=out,
-                                   task_name=choice("task") or "task", progress=cfg.progress, meta=meta, resume=cfg.resume)
+                                   task_name=choice("task") or "task", progress=cfg.progress, meta=meta, resume=cfg.resume,
+                                   baselines_from=cfg.baselines_from)
     print(table)
     print(f"l2o-eval: results in {out} (summary.json, summary.md, curves.csv, loss.png, tb/)")
     return summary["optimizers"][name]["final_loss"]
@@ -136,8 +139,9 @@ def _check_baselines_source(cfg: DictConfig) -> None:
 
     diffs = []
     # no optimizee in the config: the checkpoint's, so the checkpoints' optimizees are compared by `meta`
-    if plain(theirs.get("optimizee")) != plain(cfg.get("optimizee")):
-        diffs.append("optimizee")
+    for group in ("optimizee", "task"):
+        if plain(theirs.get(group)) != plain(cfg.get(group)):
+            diffs.append(group)
     for name in cfg.compare:
         their_baseline = plain((theirs.get("baselines") or {}).get(name))
         if their_baseline is None or their_baseline != plain(cfg.baselines[name]):

@@ -16,7 +16,7 @@ import torch
 from tqdm.auto import tqdm
 
 from l2o.evaluation import report
-from l2o.evaluation.evaluate import Partial, combine
+from l2o.evaluation.evaluate import Partial, check_baselines_source, combine, reuse_baselines
 from l2o.evaluation.protocol import Protocol
 from l2o.evaluation.runners import OptimizerFactory
 from l2o.evaluation.stats import score
@@ -59,12 +59,18 @@ def tune(task: Task, baselines: dict[str, OptimizerFactory], protocol: Protocol,
 
 def evaluate_task(task: Task, *, learned: dict[str, OptimizerNet], baselines: dict[str, OptimizerFactory],
                   protocol: Protocol, out_dir: str | Path, task_name: str, progress: bool = True,
-                  meta: dict[str, Any] | None = None, resume: bool = False) -> tuple[dict[str, Any], str]:
+                  meta: dict[str, Any] | None = None, resume: bool = False,
+                  baselines_from: str | Path | None = None) -> tuple[dict[str, Any], str]:
     """Tune the baselines, then train the task with every optimizer from every test seed (one saved,
-    resumable unit each); write the result files. Returns the summary and its table."""
+    resumable unit each); write the result files. Returns the summary and its table. `baselines_from`:
+    an earlier evaluation of the same task and settings, whose baselines' tuning and runs are reused."""
     out, jobs = Path(out_dir), list(learned) + list(baselines)
     settings = {"task": task_name, **protocol.record(), "optimizers": jobs, **(meta or {})}
+    if baselines_from is not None:
+        check_baselines_source(Path(baselines_from), settings)
     store = Partial(out / "partial", settings, resume, protocol.tuning)
+    if baselines_from is not None:
+        reuse_baselines(Path(baselines_from), store, list(baselines), protocol.num_test, bool(protocol.tuning.grid))
     lrs = {**dict.fromkeys(learned), **tune(task, baselines, protocol, store, progress)}
     makers = {**{n: learned_maker(net) for n, net in learned.items()}, **{n: baseline_maker(f) for n, f in baselines.items()}}
     seeds = split_seeds("test", protocol.num_test)
