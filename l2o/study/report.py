@@ -20,6 +20,8 @@ and the date. The page's layout is the study's `report:` section:
           sweep: {units: [...]}           # final loss vs hidden width per depth (the paper's Fig. 6)
         - title: ...
           training: [mnist/train, ...]    # epochs, best φ, validation, wall time
+        - title: ...
+          target: {learned: general, baseline: adam, metric: test_loss, ratio: 1.05, units: [...]}
 """
 from __future__ import annotations
 
@@ -190,6 +192,33 @@ def sweep_section(page: Page, section: dict[str, Any], fig_dir: Path, rel: str) 
     return lines + page.provenance(units)
 
 
+def target_section(page: Page, section: dict[str, Any]) -> list[str]:
+    """A learned optimizer against one tuned baseline on one metric, per unit, with the ratio a
+    target is stated in (`target: {learned: general, baseline: adam, metric: test_loss, ratio: 1.05,
+    units: [...]}`), and how many units meet it."""
+    t = section["target"]
+    learned, baseline, metric, ratio = t["learned"], t["baseline"], t.get("metric", "final_loss"), float(t.get("ratio", 1.0))
+    label = metric.replace("_", " ")
+    table = [f"| unit | {learned}: {label} | {baseline}: {label} (lr) | ratio | ≤ {ratio:g}× {baseline}? | below {baseline}? "
+             f"| {learned} diverged |", "|---|---|---|---|---|---|---|"]
+    units = [page.unit(name) for name in t["units"]]
+    within = below = done = 0
+    for u in units:
+        summary = page.summary(u)
+        if summary is None or learned not in summary["optimizers"] or baseline not in summary["optimizers"]:
+            table.append(f"| `{u.label}` | not run yet | | | | | |")
+            continue
+        ours, theirs = summary["optimizers"][learned], summary["optimizers"][baseline]
+        a, b = ours.get(metric, math.nan), theirs.get(metric, math.nan)
+        r = a / b if b and not (math.isnan(a) or math.isnan(b)) else math.nan
+        ok, lower = (not math.isnan(r)) and r <= ratio and not ours["diverged"], (not math.isnan(r)) and a < b
+        done, within, below = done + 1, within + ok, below + lower
+        table.append(f"| `{u.label}` | {_fmt(a)} | {_fmt(b)} ({_fmt(theirs.get('lr'), 3)}) | {_fmt(r, 3)} | "
+                     f"{'yes' if ok else 'no'} | {'yes' if lower else 'no'} | {100 * ours['diverged']:.0f}% |")
+    return [*table, "", f"{learned}: within {ratio:g}× {baseline}'s {label} on {within} of {done} units run, below it on "
+            f"{below} ({len(units) - done} not run yet).", ""]
+
+
 def training_section(page: Page, section: dict[str, Any]) -> list[str]:
     units = [page.unit(name) for name in section["training"]]
     table = ["| unit | epochs | best φ (epoch) | best validation loss | wall time |", "|---|---|---|---|---|"]
@@ -288,6 +317,8 @@ def write(resolver: Resolver, study: str, out_dir: Path, readme: Path | None = N
             lines += curves_section(page, section, fig_dir, study)
         elif "sweep" in section:
             lines += sweep_section(page, section, fig_dir, study)
+        elif "target" in section:
+            lines += target_section(page, section)
         elif "training" in section:
             lines += training_section(page, section)
         lines.append("")
