@@ -273,6 +273,8 @@ def headline_table(page: Page) -> list[str]:
 
         def cell(name: str) -> str:
             r = opts[name]
+            if math.isnan(r["final_loss"]):
+                return f"{name} diverged ({100 * r['diverged']:.0f}% of runs)"
             return f"{name} {_fmt(r['final_loss'], 3)} ± {_fmt((r['final_loss_ci95'][1] - r['final_loss_ci95'][0]) / 2, 2)}"
 
         below = [n for n in learned if best is not None and opts[n]["final_loss"] < baselines[best]["final_loss"]]
