@@ -97,3 +97,18 @@ def train_losses(model, opt, loss_fn, steps: int) -> list[float]:
         opt.step()
         losses.append(loss.item())
     return losses
+
+
+def assert_as_recorded(now: torch.Tensor, recorded: torch.Tensor, verified_on: str | None, what: str = "") -> None:
+    """A recorded fixture's numbers: bitwise on the CPU model the fixture was verified on (its
+    `verified_on_cpu`), elsewhere within a few units in the last place. torch's CPU kernels (MKL
+    GEMM, vectorized exp/tanh) round differently on other CPU models: the shipped optimizers'
+    float32 updates (~1e-2) differ by at most 6e-8 between the AMD EPYC the fixtures were verified on
+    and an Intel Xeon (AVX-512), the float64 format-1 updates by 7e-18."""
+    from l2o.study.record import cpu_model
+
+    if verified_on is not None and cpu_model() == verified_on:
+        assert torch.equal(now, recorded), what
+    else:
+        atol = 1e-6 if recorded.dtype in (torch.float32, torch.bfloat16, torch.float16) else 1e-14
+        torch.testing.assert_close(now, recorded, rtol=0, atol=atol, msg=lambda m: f"{what}: {m}")
