@@ -7,8 +7,8 @@ cluster's scratch that was wiped, a colleague's laptop).
 whose run directory is missing from its record, so a restored unit is done as if it had run here,
 with its own machine, date and wall time (`unit.json`). A recorded training keeps its trained φ
 (`checkpoints/best*.pt`, a few tens of kB) so the evaluations that need it can run; an evaluation
-keeps its tables and curves, not its per-problem store (`partial/`), so a later `baselines_from=` it
-tunes its baselines again instead of copying them.
+keeps its tables and curves, not its per-problem store (`partial/`), so an evaluation that names a
+restored one in `baselines_from=` tunes its baselines again instead of copying them.
 """
 from __future__ import annotations
 
