@@ -79,11 +79,11 @@ class UnitRecord(Callback):
 
         launcher = config.hydra.launcher
         jobs = launcher.get("n_jobs") or launcher.get("array_parallelism") or 1
-        record["sessions"].append({"started": self._date, "seconds": round(time.perf_counter() - self._start, 1),
+        record["sessions"].append({"started": self._date, "seconds": round(time.perf_counter() - self._start, 3),
                                    "status": job_return.status.name, "machine": machine(), "commit": git_commit(),
                                    "threads": torch.get_num_threads(), "jobs_at_once": jobs,
                                    "launcher": str(launcher.get("_target_", "")).rsplit(".", 1)[-1]})
-        record["wall_seconds"] = round(sum(s["seconds"] for s in record["sessions"]), 1)
+        record["wall_seconds"] = round(sum(s["seconds"] for s in record["sessions"]), 3)
         atomic_write_text(path, json.dumps(record, indent=2) + "\n")
         (path.parent / RUNNING).unlink(missing_ok=True)
 
