@@ -52,6 +52,13 @@ class Layout:
         return tuple(math.prod(s) for s in self.shapes)
 
     @property
+    def fan_ins(self) -> tuple[int, ...]:
+        """Inputs per output unit of each tensor (prod(shape[1:]) for a weight, 1 for a vector): what
+        a layer's pre-activations sum over, so what a step of one size on every coordinate moves
+        them by."""
+        return tuple(math.prod(s[1:]) if len(s) > 1 else 1 for s in self.shapes)
+
+    @property
     def numel(self) -> int:
         """D, the coordinates of one instance."""
         return sum(self.sizes)

@@ -89,15 +89,16 @@ def _train_mlp(opt_kwargs, steps=6, arch="lstm"):
 
 
 def test_chunk_size_changes_nothing_but_the_chunking():
-    """chunk_size=7 steps a coordinatewise net's 57 coordinates in calls of at most 7 (slices of
-    the 8x5 weight, small tensors together) and LSTM+GAC's in one call: every update is unchanged."""
+    """chunk_size=7 steps a coordinatewise net's 57 coordinates in calls of at most 7 or of one row
+    (slices of whole rows of the 8x5 weight, so they keep its fan-in; the 1x8 weight's row alone;
+    small tensors together) and LSTM+GAC's in one call: every update is unchanged."""
     for arch in ("lstm", "rnnprop", "lstm_gac"):
         ref, _, _ = _train_mlp({}, arch=arch)
         got, opt, _ = _train_mlp({"chunk_size": 7}, arch=arch)
         assert all(net.chunk_size == 7 for net in opt._nets.values())
         params = list(got.parameters())
         sizes = [sum(e - s for _, s, e in piece) for piece in opt._pieces(params, next(iter(opt._nets.values())))]
-        assert sizes == ([57] if arch == "lstm_gac" else [7] * 8 + [1])
+        assert sizes == ([57] if arch == "lstm_gac" else [5] * 7 + [7, 6, 8, 1])
         for a, b in zip(ref.parameters(), got.parameters()):
             assert torch.allclose(a, b, rtol=1e-5, atol=1e-7)
 

@@ -66,11 +66,13 @@ def test_updates_are_scale_invariant_and_bounded():
         assert a.abs().max() <= 0.1 * math.exp(2.0) + 1e-12
 
 
-def test_coordinatewise_pieces_and_state_bytes():
-    """LearnedOptimizer may step it in pieces of any size: the same updates; its state is 4 floats
-    per parameter (16 bytes), the 2×20 LSTM's is 80."""
+@pytest.mark.parametrize("fan_in_ref", [None, 10])
+def test_coordinatewise_pieces_and_state_bytes(fan_in_ref):
+    """LearnedOptimizer may step it in pieces of any size: the same updates (a large weight goes in
+    slices of whole rows, which keep its fan-in); its state is 4 floats per parameter (16 bytes),
+    the 2×20 LSTM's is 80."""
     torch.manual_seed(2)
-    net = MLPLOpt().double()   # float64: pieces change only the matmuls' blocking, i.e. rounding
+    net = MLPLOpt(fan_in_ref=fan_in_ref).double()   # float64: pieces change only the matmuls' blocking, i.e. rounding
     with torch.no_grad():
         for p in net.parameters():
             p.normal_(0, 0.5)
@@ -92,6 +94,23 @@ def test_coordinatewise_pieces_and_state_bytes():
     assert sum(v.numel() * v.element_size() for v in fp32.values()) == 16 * 10
 
 
+def test_wide_layers_take_steps_shrunk_by_fan_in():
+    """With fan_in_ref, a tensor whose rows sum over 4× more inputs than fan_in_ref takes 4× smaller
+    steps than without it; vectors and narrower weights are untouched. Both paths, two instances."""
+    torch.manual_seed(4)
+    layout = Layout.build([("w1", (3, 8), "linear_weight"), ("b1", (3,), "linear_bias"),
+                           ("w2", (3, 2, 4, 4), "conv_weight")], num_instances=2)   # fan-ins 8, 1, 32
+    plain, wide = MLPLOpt().double(), MLPLOpt(fan_in_ref=8).double()
+    wide.load_state_dict(plain.state_dict())
+    g = torch.randn(layout.size, dtype=torch.float64)
+    for grad_enabled in (True, False):
+        with torch.set_grad_enabled(grad_enabled):
+            ratio = [(net.update(g, net.init_state(layout, dtype=g.dtype), layout)[0]) for net in (wide, plain)]
+        ratio = (ratio[0] / ratio[1]).reshape(2, -1)
+        assert torch.allclose(ratio[:, : 24 + 3], torch.ones(2, 27, dtype=torch.float64))
+        assert torch.allclose(ratio[:, 27:], torch.full((2, 96), 0.25, dtype=torch.float64))
+
+
 @pytest.mark.parametrize("hidden, time_scales", [([8, 4], (100, 1000)), ([], (10,)), ([5], None)])
 def test_the_no_grad_path_gives_the_autograd_paths_updates(hidden, time_scales):
     """Outside meta-training the net writes into reused buffers, with biases and step features
@@ -110,7 +129,7 @@ def test_the_no_grad_path_gives_the_autograd_paths_updates(hidden, time_scales):
 
 
 def test_config_round_trip_and_bad_values():
-    net = MLPLOpt(hidden=[4], betas=[0.9], time_scales=None)
+    net = MLPLOpt(hidden=[4], betas=[0.9], time_scales=None, fan_in_ref=64)
     again = build_net(net.full_config())
     again.load_state_dict(net.state_dict())
     g = torch.randn(10)
@@ -119,5 +138,7 @@ def test_config_round_trip_and_bad_values():
         MLPLOpt(betas=[1.0])
     with pytest.raises(L2OError, match="optimizer.betas is empty"):
         MLPLOpt(betas=[])
+    with pytest.raises(L2OError, match="optimizer.fan_in_ref"):
+        MLPLOpt(fan_in_ref=0.5)
     with pytest.raises(L2OError, match="optimizer.hidden\\[0\\]"):
         MLPLOpt(hidden=[0])

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import math
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -104,7 +105,8 @@ class LearnedOptimizer(torch.optim.Optimizer):
             entries = []
             for p, s, e in piece:
                 name, kind = self._info.get(id(p), (names[id(p)], "other"))
-                entries.append((name, tuple(p.shape) if (s, e) == (0, p.numel()) else (e - s,), kind))
+                rows = (e - s) // (math.prod(p.shape[1:]) if p.dim() > 1 else 1)
+                entries.append((name, tuple(p.shape) if (s, e) == (0, p.numel()) else (rows, *p.shape[1:]), kind))
             self._layouts[key] = Layout.build(entries, num_instances=1)
         return self._layouts[key]
 
@@ -161,12 +163,13 @@ class LearnedOptimizer(torch.optim.Optimizer):
         size = 0
         for p in params:
             sliceable = p.is_contiguous() and p.grad.is_contiguous()
+            row = math.prod(p.shape[1:]) if p.dim() > 1 else 1   # slices are whole rows: they keep the fan-in
             start = 0
             while start < p.numel():
-                if pieces[-1] and size >= limit:
+                if pieces[-1] and size + (row if sliceable else 1) > limit:
                     pieces.append([])
                     size = 0
-                end = min(p.numel(), start + limit - size) if sliceable else p.numel()
+                end = min(p.numel(), start + max(1, (limit - size) // row) * row) if sliceable else p.numel()
                 pieces[-1].append((p, start, end))
                 size += end - start
                 start = end

@@ -6,7 +6,7 @@ Per coordinate, at optimizee step t (the t+1-th update), with β_k in `betas` an
     v   = β2 v + (1 - β2) g²,   d = √(v / (1 - β2^(t+1))) + ε
     inputs x = ( g/d,  m̂_1/d, ..., m̂_K/d,  tanh(t/τ − 1) for τ in time_scales )
     (a, b) = MLP(x) + S x          (ReLU hidden layers; S a linear skip)
-    update = output_scale · tanh(a) · exp(magnitude_range · tanh(b))
+    update = output_scale · tanh(a) · exp(magnitude_range · tanh(b)) · min(1, fan_in_ref / fan_in)
 
 Why this shape:
 - every input but the step features is invariant to the scale of the gradient (normalized
@@ -17,12 +17,18 @@ Why this shape:
 - the skip S starts as the Adam direction (−m̂/d at the β closest to 0.9) and the MLP's output
   layer at zero, so before meta-training it is a bounded Adam with lr `output_scale`, and
   meta-training learns corrections rather than an optimizer from nothing;
+- with `fan_in_ref`, a tensor whose rows sum over more than fan_in_ref inputs takes steps
+  shrunk by fan_in_ref / fan_in (µP's rule for Adam's learning rate): at the first step every
+  normalized input is ±1, so one learned magnitude goes to every coordinate, and a sign-aligned
+  step moves a pre-activation by magnitude · fan_in. Meta-trained on small MLPs, that magnitude
+  (≳ 0.01) blew up the 3,072- and 9,216-input layers of real models it never saw;
 - the state is K + 1 floats per coordinate (16 bytes with three momenta), against the 2×20 LSTM's
   80 floats; the step count comes from the caller (`step`), not from per-coordinate state.
 The net is coordinatewise: `LearnedOptimizer` steps a large model in pieces.
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -46,7 +52,7 @@ class MLPLOpt(OptimizerNet):
 
     def __init__(self, hidden: Sequence[int] = (16,), betas: Sequence[float] = (0.5, 0.9, 0.99), beta2: float = 0.999,
                  eps: float = 1e-8, time_scales: Sequence[float] | None = (100, 1000, 10000),
-                 output_scale: float = 1e-3, magnitude_range: float = 3.0):
+                 output_scale: float = 1e-3, magnitude_range: float = 3.0, fan_in_ref: float | None = None):
         super().__init__()
         try:
             self.hidden = [int(h) for h in hidden]
@@ -63,6 +69,9 @@ class MLPLOpt(OptimizerNet):
         checks.number(eps, "optimizer.eps", above=0)
         checks.number(output_scale, "optimizer.output_scale", above=0)
         checks.number(magnitude_range, "optimizer.magnitude_range", at_least=0)
+        if fan_in_ref is not None:
+            checks.number(fan_in_ref, "optimizer.fan_in_ref", at_least=1)
+        self.fan_in_ref = None if fan_in_ref is None else float(fan_in_ref)
         self.beta2, self.eps = float(beta2), float(eps)
         self.output_scale, self.magnitude_range = float(output_scale), float(magnitude_range)
         self.steps = StepFeatures(time_scales)
@@ -85,7 +94,7 @@ class MLPLOpt(OptimizerNet):
     def config(self) -> dict[str, Any]:
         return {"hidden": list(self.hidden), "betas": list(self.betas), "beta2": self.beta2, "eps": self.eps,
                 "time_scales": self.steps.config(), "output_scale": self.output_scale,
-                "magnitude_range": self.magnitude_range}
+                "magnitude_range": self.magnitude_range, "fan_in_ref": self.fan_in_ref}
 
     def init_state(self, layout: Layout, device: torch.device | str | None = None,
                    dtype: torch.dtype | None = None) -> State:
@@ -133,6 +142,12 @@ class MLPLOpt(OptimizerNet):
         out = torch.addmm(torch.addmm(self.out_bias, self.out_weight, h), self.skip, x)
         direction, magnitude = out[0], out[1]
         update = torch.tanh(direction) * torch.exp(torch.tanh(magnitude) * self.magnitude_range) * self.output_scale
+        segments = _shrunk(layout, self.fan_in_ref)
+        if segments:
+            scale = torch.ones_like(update)
+            for start, end, factor in segments:
+                scale[start:end] = factor
+            update = update * scale
         return update.view_as(grad), new_state
 
     @torch.no_grad()
@@ -178,6 +193,8 @@ class MLPLOpt(OptimizerNet):
             torch.mm(torch.cat((self.out_weight[:, : 1 + k] + skip_x, bias), 1), block, out=out)
         direction, magnitude = out[0], out[1]
         magnitude.tanh_().mul_(self.magnitude_range).exp_().mul_(self.output_scale)
+        for start, end, factor in _shrunk(layout, self.fan_in_ref):
+            magnitude[start:end].mul_(factor)
         return direction.tanh_().mul_(magnitude)
 
     def _work_views(self, n: int, rows: int, like: Tensor) -> tuple[Tensor, Tensor]:
@@ -187,3 +204,18 @@ class MLPLOpt(OptimizerNet):
             self._work_key = key
             self._work = like.new_empty((rows + 2) * n)
         return self._work[: rows * n].view(rows, n), self._work[rows * n : (rows + 2) * n].view(2, n)
+
+
+@functools.lru_cache(maxsize=256)
+def _shrunk(layout: Layout, fan_in_ref: float | None) -> tuple[tuple[int, int, float], ...]:
+    """(start, end, fan_in_ref / fan_in) of every coordinate range (tensor of an instance, in the
+    flat N-vector) whose fan-in exceeds fan_in_ref; none without fan_in_ref."""
+    if fan_in_ref is None:
+        return ()
+    ranges, start = [], 0
+    for _ in range(layout.num_instances):
+        for size, fan_in in zip(layout.sizes, layout.fan_ins):
+            if fan_in > fan_in_ref:
+                ranges.append((start, start + size, fan_in_ref / fan_in))
+            start += size
+    return tuple(ranges)
