@@ -56,7 +56,7 @@ class Layout:
         """Inputs per output unit of each tensor (prod(shape[1:]) for a weight, 1 for a vector): what
         a layer's pre-activations sum over, so what a step of one size on every coordinate moves
         them by."""
-        return tuple(math.prod(s[1:]) if len(s) > 1 else 1 for s in self.shapes)
+        return tuple(fan_in(s) for s in self.shapes)
 
     @property
     def numel(self) -> int:
@@ -77,6 +77,12 @@ class Layout:
         """Positions in the flat N-vector of the coordinates of `tensors`, in the order of
         `subset(tensors)` (instance-major), so `flat[index]` is the subset's own flat vector."""
         return _index(self, tuple(tensors), str(device))
+
+
+def fan_in(shape: Sequence[int]) -> int:
+    """Inputs per output unit of a tensor of this shape: prod(shape[1:]) for a weight (nn.Linear's
+    (out, in), a conv's (out, in, *kernel)), 1 for a vector."""
+    return math.prod(shape[1:]) if len(shape) > 1 else 1
 
 
 @functools.lru_cache(maxsize=256)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import copy
-import math
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -10,7 +9,7 @@ from typing import Any, Callable, Iterable
 import torch
 from torch import nn
 
-from l2o.layout import Layout, module_entries
+from l2o.layout import Layout, fan_in, module_entries
 from l2o.optimizers.base import OptimizerNet
 from l2o.optimizers.files import load_checkpoint, net_from_checkpoint, pretrained_path
 
@@ -105,7 +104,7 @@ class LearnedOptimizer(torch.optim.Optimizer):
             entries = []
             for p, s, e in piece:
                 name, kind = self._info.get(id(p), (names[id(p)], "other"))
-                rows = (e - s) // (math.prod(p.shape[1:]) if p.dim() > 1 else 1)
+                rows = (e - s) // fan_in(p.shape)
                 entries.append((name, tuple(p.shape) if (s, e) == (0, p.numel()) else (rows, *p.shape[1:]), kind))
             self._layouts[key] = Layout.build(entries, num_instances=1)
         return self._layouts[key]
@@ -163,7 +162,7 @@ class LearnedOptimizer(torch.optim.Optimizer):
         size = 0
         for p in params:
             sliceable = p.is_contiguous() and p.grad.is_contiguous()
-            row = math.prod(p.shape[1:]) if p.dim() > 1 else 1   # slices are whole rows: they keep the fan-in
+            row = fan_in(p.shape)   # slices are whole rows: they keep the fan-in
             start = 0
             while start < p.numel():
                 if pieces[-1] and size + (row if sliceable else 1) > limit:
