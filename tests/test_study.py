@@ -180,10 +180,18 @@ def test_a_stopped_unit_resumes(tmp_path):
     assert "mine:t                               train running" in study("status", "mine", f"--config-dir={conf}", cwd=tmp_path).stdout
     assert "left alone, another process is running them: mine:t" in study("run", "mine", f"--config-dir={conf}",
                                                                            cwd=tmp_path, check=False).stdout
-    (run / "running.json").write_text(json.dumps({"pid": 2**22 + 12345, "host": platform.node()}))   # a dead one
+    # a dead one: the session it was killed in is recorded as STOPPED, until the last file it wrote
+    from datetime import datetime, timedelta, timezone
+
+    started = (datetime.now(timezone.utc) - timedelta(seconds=50)).isoformat(timespec="seconds")
+    (run / "running.json").write_text(json.dumps({"pid": 2**22 + 12345, "host": platform.node(), "started": started,
+                                                  "threads": 1}))
     study("run", "mine", f"--config-dir={conf}", cwd=tmp_path)
-    sessions = json.loads((run / "unit.json").read_text())["sessions"]
-    assert len(sessions) == 2 and (run / "result.json").is_file()
+    record = json.loads((run / "unit.json").read_text())
+    first, stopped, resumed = record["sessions"]
+    assert stopped["status"] == "STOPPED" and stopped["started"] == started and stopped["threads"] == 1
+    assert 0 < stopped["seconds"] <= 51 and resumed["status"] == "COMPLETED" and (run / "result.json").is_file()
+    assert record["wall_seconds"] == pytest.approx(sum(s["seconds"] for s in record["sessions"]))
     assert yaml.safe_load((run / ".hydra/overrides.yaml").read_text())[-1] == "resume=true"
 
 

@@ -63,29 +63,58 @@ RUNNING = "running.json"   # in a unit's run directory while a job runs it: {pid
 
 class UnitRecord(Callback):
     """Appends one session per job to unit.json (wall_seconds: their sum, across resumed sessions),
-    and marks the run directory as running meanwhile."""
+    and marks the run directory as running meanwhile. A session that was killed (its marker left
+    behind by a dead process) is recorded when the unit next starts, as STOPPED, lasting until the
+    last file it wrote: long units are stopped and resumed, and their time must not vanish."""
 
     def on_job_start(self, config: Any, **kwargs: Any) -> None:
-        self._start = time.perf_counter()
-        self._date = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        out = Path(config.hydra.runtime.output_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out / RUNNING, json.dumps({"pid": os.getpid(), "host": platform.node(), "started": self._date}))
-
-    def on_job_end(self, config: Any, job_return: Any, **kwargs: Any) -> None:
-        path = Path(config.hydra.runtime.output_dir) / "unit.json"
-        record = json.loads(path.read_text()) if path.is_file() else {"sessions": []}
         import torch
 
+        self._start = time.perf_counter()
+        out = Path(config.hydra.runtime.output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        subdir = config.hydra.output_subdir   # Hydra rewrote its config files there just now
+        stopped = _stopped_session(out, out / subdir if subdir else None)
+        if stopped is not None:
+            _append(out / "unit.json", stopped)
         launcher = config.hydra.launcher
-        jobs = launcher.get("n_jobs") or launcher.get("array_parallelism") or 1
-        record["sessions"].append({"started": self._date, "seconds": round(time.perf_counter() - self._start, 3),
-                                   "status": job_return.status.name, "machine": machine(), "commit": git_commit(),
-                                   "threads": torch.get_num_threads(), "jobs_at_once": jobs,
-                                   "launcher": str(launcher.get("_target_", "")).rsplit(".", 1)[-1]})
-        record["wall_seconds"] = round(sum(s["seconds"] for s in record["sessions"]), 3)
-        atomic_write_text(path, json.dumps(record, indent=2) + "\n")
-        (path.parent / RUNNING).unlink(missing_ok=True)
+        self._session = {"started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
+                         "commit": git_commit(), "threads": torch.get_num_threads(),
+                         "jobs_at_once": launcher.get("n_jobs") or launcher.get("array_parallelism") or 1,
+                         "launcher": str(launcher.get("_target_", "")).rsplit(".", 1)[-1]}
+        atomic_write_text(out / RUNNING, json.dumps({"pid": os.getpid(), "host": platform.node(), **self._session}))
+
+    def on_job_end(self, config: Any, job_return: Any, **kwargs: Any) -> None:
+        out = Path(config.hydra.runtime.output_dir)
+        _append(out / "unit.json", {"started": self._session["started"], "seconds": round(time.perf_counter() - self._start, 3),
+                                    "status": job_return.status.name, **self._session})
+        (out / RUNNING).unlink(missing_ok=True)
+
+
+def _append(path: Path, session: dict[str, Any]) -> None:
+    record = json.loads(path.read_text()) if path.is_file() else {"sessions": []}
+    record["sessions"].append(session)
+    record["wall_seconds"] = round(sum(s["seconds"] for s in record["sessions"]), 3)
+    atomic_write_text(path, json.dumps(record, indent=2) + "\n")
+
+
+def _stopped_session(run_dir: Path, skip: Path | None = None) -> dict[str, Any] | None:
+    """The session a dead process left its marker for: from its start to the last file written in
+    the run directory (outside `skip`). None when there is no such marker (or it has no start time)."""
+    marker_path = run_dir / RUNNING
+    try:
+        marker = json.loads(marker_path.read_text())
+        started = datetime.fromisoformat(marker["started"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if running(run_dir):
+        return None
+    files = (p for p in run_dir.rglob("*") if p.is_file() and p != marker_path and (skip is None or skip not in p.parents))
+    last = max((p.stat().st_mtime for p in files), default=None)
+    if last is None or last <= started.timestamp():
+        return None
+    keep = {k: v for k, v in marker.items() if k not in ("pid", "host", "started")}
+    return {"started": marker["started"], "seconds": round(last - started.timestamp(), 3), **keep, "status": "STOPPED"}
 
 
 def running(run_dir: Path) -> bool:

@@ -228,7 +228,7 @@ def training_section(page: Page, section: dict[str, Any]) -> list[str]:
             table.append(f"| `{u.label}` | not run yet | | | |")
             continue
         r = json.loads(path.read_text())
-        secs = state(u).seconds or r.get("train_seconds")
+        secs = state(u).seconds
         wall = _duration(secs) if secs else "–"
         table.append(f"| `{u.label}` | {r['epochs_run']:,} | {r['best_epoch'] + 1:,} | {_fmt(r['best_val'])} | {wall} |")
     return [*table, "", *page.provenance(units)]

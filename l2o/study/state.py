@@ -36,8 +36,9 @@ def state(unit: Unit) -> State:
     record = json.loads((d / "unit.json").read_text()) if (d / "unit.json").is_file() else {}
     seconds = record.get("wall_seconds")
     if (d / RESULT[unit.cli]).is_file():
-        if seconds is None and unit.cli == "train":
-            seconds = json.loads((d / "result.json").read_text()).get("train_seconds")
+        if unit.cli == "train":   # the trainer's own clock, kept across resumes: sessions killed before they were recorded count too
+            trained = json.loads((d / "result.json").read_text()).get("train_seconds")
+            seconds = max(s for s in (seconds, trained) if s is not None) if seconds or trained else None
         return State("done", seconds, record)
     if running(d):
         return State("running", seconds, record)
