@@ -111,6 +111,23 @@ def test_wide_layers_take_steps_shrunk_by_fan_in():
         assert torch.allclose(ratio[:, 27:], torch.full((2, 96), 0.25, dtype=torch.float64))
 
 
+def test_warmup_grows_the_steps_linearly_then_leaves_them_alone():
+    """With warmup=W the update at step t is (t+1)/W of the plain one for t < W, the same after;
+    in both paths."""
+    torch.manual_seed(5)
+    layout = Layout.build([("w", (4, 6), "linear_weight"), ("b", (4,), "linear_bias")])
+    plain, warm = MLPLOpt().double(), MLPLOpt(warmup=4).double()
+    warm.load_state_dict(plain.state_dict())
+    g = torch.randn(layout.size, dtype=torch.float64)
+    for grad_enabled in (True, False):
+        for step, factor in [(0, 0.25), (2, 0.75), (3, 1.0), (50, 1.0)]:
+            with torch.set_grad_enabled(grad_enabled):
+                a, b = (net.update(g, net.init_state(layout, dtype=g.dtype), layout, step=step)[0] for net in (warm, plain))
+            assert torch.allclose(a, factor * b, rtol=1e-12, atol=0)
+    with pytest.raises(L2OError, match="optimizer.warmup"):
+        MLPLOpt(warmup=0)
+
+
 @pytest.mark.parametrize("hidden, time_scales", [([8, 4], (100, 1000)), ([], (10,)), ([5], None)])
 def test_the_no_grad_path_gives_the_autograd_paths_updates(hidden, time_scales):
     """Outside meta-training the net writes into reused buffers, with biases and step features
@@ -129,7 +146,7 @@ def test_the_no_grad_path_gives_the_autograd_paths_updates(hidden, time_scales):
 
 
 def test_config_round_trip_and_bad_values():
-    net = MLPLOpt(hidden=[4], betas=[0.9], time_scales=None, fan_in_ref=64)
+    net = MLPLOpt(hidden=[4], betas=[0.9], time_scales=None, fan_in_ref=64, warmup=10)
     again = build_net(net.full_config())
     again.load_state_dict(net.state_dict())
     g = torch.randn(10)

@@ -7,6 +7,7 @@ Per coordinate, at optimizee step t (the t+1-th update), with β_k in `betas` an
     inputs x = ( g/d,  m̂_1/d, ..., m̂_K/d,  tanh(t/τ − 1) for τ in time_scales )
     (a, b) = MLP(x) + S x          (ReLU hidden layers; S a linear skip)
     update = output_scale · tanh(a) · exp(magnitude_range · tanh(b)) · min(1, fan_in_ref / fan_in)
+             · min(1, (t + 1) / warmup)
 
 Why this shape:
 - every input but the step features is invariant to the scale of the gradient (normalized
@@ -22,6 +23,10 @@ Why this shape:
   normalized input is ±1, so one learned magnitude goes to every coordinate, and a sign-aligned
   step moves a pre-activation by magnitude · fan_in. Meta-trained on small MLPs, that magnitude
   (≳ 0.01) blew up the 3,072- and 9,216-input layers of real models it never saw;
+- with `warmup`, steps grow linearly over the first `warmup` steps, as Adam's do under the
+  usual warm-up schedule. At step 0 every normalized input is ±1 whatever the problem, so the
+  net's first steps are one learned size for every model; meta-trained on small problems, that
+  size was the largest it can take, and it set a 1.2M-parameter CNN back for the rest of its run;
 - the state is K + 1 floats per coordinate (16 bytes with three momenta), against the 2×20 LSTM's
   80 floats; the step count comes from the caller (`step`), not from per-coordinate state.
 The net is coordinatewise: `LearnedOptimizer` steps a large model in pieces.
@@ -52,7 +57,8 @@ class MLPLOpt(OptimizerNet):
 
     def __init__(self, hidden: Sequence[int] = (16,), betas: Sequence[float] = (0.5, 0.9, 0.99), beta2: float = 0.999,
                  eps: float = 1e-8, time_scales: Sequence[float] | None = (100, 1000, 10000),
-                 output_scale: float = 1e-3, magnitude_range: float = 3.0, fan_in_ref: float | None = None):
+                 output_scale: float = 1e-3, magnitude_range: float = 3.0, fan_in_ref: float | None = None,
+                 warmup: int | None = None):
         super().__init__()
         try:
             self.hidden = [int(h) for h in hidden]
@@ -72,6 +78,7 @@ class MLPLOpt(OptimizerNet):
         if fan_in_ref is not None:
             checks.number(fan_in_ref, "optimizer.fan_in_ref", at_least=1)
         self.fan_in_ref = None if fan_in_ref is None else float(fan_in_ref)
+        self.warmup = None if warmup is None else checks.integer(warmup, "optimizer.warmup")
         self.beta2, self.eps = float(beta2), float(eps)
         self.output_scale, self.magnitude_range = float(output_scale), float(magnitude_range)
         self.steps = StepFeatures(time_scales)
@@ -94,7 +101,11 @@ class MLPLOpt(OptimizerNet):
     def config(self) -> dict[str, Any]:
         return {"hidden": list(self.hidden), "betas": list(self.betas), "beta2": self.beta2, "eps": self.eps,
                 "time_scales": self.steps.config(), "output_scale": self.output_scale,
-                "magnitude_range": self.magnitude_range, "fan_in_ref": self.fan_in_ref}
+                "magnitude_range": self.magnitude_range, "fan_in_ref": self.fan_in_ref, "warmup": self.warmup}
+
+    def _scale(self, step: int) -> float:
+        """output_scale, times the warm-up factor at optimizee step `step`."""
+        return self.output_scale * (min(1.0, (step + 1) / self.warmup) if self.warmup else 1.0)
 
     def init_state(self, layout: Layout, device: torch.device | str | None = None,
                    dtype: torch.dtype | None = None) -> State:
@@ -141,7 +152,7 @@ class MLPLOpt(OptimizerNet):
             h = torch.relu(torch.addmm(b, w, h))
         out = torch.addmm(torch.addmm(self.out_bias, self.out_weight, h), self.skip, x)
         direction, magnitude = out[0], out[1]
-        update = torch.tanh(direction) * torch.exp(torch.tanh(magnitude) * self.magnitude_range) * self.output_scale
+        update = torch.tanh(direction) * torch.exp(torch.tanh(magnitude) * self.magnitude_range) * self._scale(step)
         segments = _shrunk(layout, self.fan_in_ref)
         if segments:
             scale = torch.ones_like(update)
@@ -192,7 +203,7 @@ class MLPLOpt(OptimizerNet):
                 bias = torch.addmm(bias, self.out_weight[:, 1 + k :], s)
             torch.mm(torch.cat((self.out_weight[:, : 1 + k] + skip_x, bias), 1), block, out=out)
         direction, magnitude = out[0], out[1]
-        magnitude.tanh_().mul_(self.magnitude_range).exp_().mul_(self.output_scale)
+        magnitude.tanh_().mul_(self.magnitude_range).exp_().mul_(self._scale(step))
         for start, end, factor in _shrunk(layout, self.fan_in_ref):
             magnitude[start:end].mul_(factor)
         return direction.tanh_().mul_(magnitude)
