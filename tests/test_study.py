@@ -99,9 +99,32 @@ def test_run_dir_with_another_config_is_refused_naming_the_key(smoke):
         for command in ("run", "report"):
             proc = study(command, "smoke", cwd=smoke, check=False)
             assert proc.returncode == 2 and "smoke:mnist/eval" in proc.stderr and "tuning.num: 5 -> 3" in proc.stderr
-        assert "(config differs: refused)" in study("status", "smoke", cwd=smoke).stdout
+        assert "(config or φ differs: refused)" in study("status", "smoke", cwd=smoke).stdout
     finally:
         saved.write_text(original)
+
+
+@pytest.mark.smoke
+def test_an_evaluation_of_a_retrained_checkpoint_is_refused(smoke):
+    """The same overrides compose the same config, but a φ trained again into the training unit's
+    directory makes its evaluations stale: refused, naming the optimizer and the checkpoint."""
+    import torch
+
+    best = smoke / "outputs/study/cpu/smoke/quadratic/train/checkpoints/best.pt"
+    original = best.read_bytes()
+    ckpt = torch.load(best, weights_only=True)
+    key = next(iter(ckpt["optimizer_state"]))
+    ckpt["optimizer_state"][key] = ckpt["optimizer_state"][key] + 1.0
+    torch.save(ckpt, best)
+    try:
+        proc = study("run", "smoke", cwd=smoke, check=False)
+        assert proc.returncode == 2 and "smoke:quadratic/eval" in proc.stderr, proc.stderr
+        assert "φ in outputs/study/cpu/smoke/quadratic/train changed" in proc.stderr
+        assert "smoke:quadratic/eval" in next(line for line in study("status", "smoke", cwd=smoke).stdout.splitlines()
+                                              if "(config or φ differs: refused)" in line)
+    finally:
+        best.write_bytes(original)
+    assert "smoke: all 21 units done" in study("run", "smoke", cwd=smoke).stdout
 
 
 @pytest.mark.smoke

@@ -15,6 +15,7 @@ from l2o.evaluation import gallery
 from l2o.evaluation.evaluate import evaluate
 from l2o.evaluation.protocol import Protocol
 from l2o.optimizers.base import OptimizerNet
+from l2o.optimizers.files import fingerprint
 from l2o.utils import configure_torch, resolve_device, write_hparams
 
 def _check(cfg: DictConfig) -> None:
@@ -86,8 +87,7 @@ def run(cfg: DictConfig) -> float:
     if cfg.baselines_from is not None:
         _check_baselines_source(cfg)
     described = family.description
-    meta = {"checkpoints": {n: str(p) for n, p in [(name, checkpoint), *(cfg.get("learned") or {}).items()]},
-            **({"optimizee_description": described} if described else {})}
+    meta = {**_provenance(cfg, name, checkpoint, learned), **({"optimizee_description": described} if described else {})}
     summary, table = evaluate(family, learned=learned, baselines=baselines, protocol=protocol, device=device, out_dir=out,
                               optimizee_name=optimizee_name, progress=cfg.progress, meta=meta, resume=cfg.resume,
                               baselines_from=cfg.baselines_from)
@@ -105,6 +105,13 @@ def run(cfg: DictConfig) -> float:
     return summary["optimizers"][name]["final_loss"]
 
 
+def _provenance(cfg: DictConfig, name: str, checkpoint: str, learned: dict[str, OptimizerNet]) -> dict[str, Any]:
+    """Where each learned optimizer came from, and a fingerprint of its φ (checked on resume, and
+    by l2o-study before it reuses the results)."""
+    return {"checkpoints": {n: str(p) for n, p in [(name, checkpoint), *(cfg.get("learned") or {}).items()]},
+            "fingerprints": {n: fingerprint(net) for n, net in learned.items()}}
+
+
 def _run_task(cfg: DictConfig, checkpoint: str, name: str, learned: dict[str, OptimizerNet]) -> float:
     """`task=NAME`: the learned optimizers and the baselines train a real task (l2o.tasks)."""
     from l2o.tasks.evaluate import evaluate_task
@@ -115,7 +122,7 @@ def _run_task(cfg: DictConfig, checkpoint: str, name: str, learned: dict[str, Op
     out = run_dir()
     if cfg.baselines_from is not None:
         _check_baselines_source(cfg)
-    meta = {"checkpoints": {n: str(p) for n, p in [(name, checkpoint), *(cfg.get("learned") or {}).items()]}}
+    meta = _provenance(cfg, name, checkpoint, learned)
     summary, table = evaluate_task(task, learned=learned, baselines=baselines, protocol=protocol, out_dir=out,
                                    task_name=choice("task") or "task", progress=cfg.progress, meta=meta, resume=cfg.resume,
                                    baselines_from=cfg.baselines_from)

@@ -92,7 +92,7 @@ def _status_lines(units: list[Unit], config_dirs: tuple[str, ...]) -> list[str]:
             try:
                 check_configs([u], composed)
             except L2OError:
-                status += " (config differs: refused)"
+                status += " (config or φ differs: refused)"
         lines.append(f"{u.label:<36} {u.cli:<5} {status:<8} {wall:>10} {est:>9}  {u.run_dir}")
     return lines
 

@@ -93,7 +93,7 @@ def check_baselines_source(source: Path, settings: dict[str, Any]) -> None:
     if not meta_path.is_file():
         raise L2OError(f"baselines_from={str(source)!r} holds no l2o-eval units (no partial/meta.json); "
                        "pass the run directory of an earlier l2o-eval run.")
-    diff = differing_keys(json.loads(meta_path.read_text()), settings, ignore={"optimizers", "checkpoints"})
+    diff = differing_keys(json.loads(meta_path.read_text()), settings, ignore={"optimizers", "checkpoints", "fingerprints"})
     if diff:
         raise L2OError(f"baselines_from={str(source)!r} was evaluated with different settings ({', '.join(diff)}); "
                        "its baselines cannot stand in for this evaluation's.")

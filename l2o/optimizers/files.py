@@ -7,6 +7,8 @@ A checkpoint is a plain dict of tensors and Python primitives read with
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import pickle
 from pathlib import Path
 from typing import Any
@@ -97,6 +99,16 @@ def net_from_checkpoint(ckpt: dict[str, Any]) -> OptimizerNet:
     except RuntimeError as exc:
         raise L2OError(f"checkpoint {ckpt.get('path')!r}: weights do not fit its own architecture: {exc}") from exc
     return net
+
+
+def fingerprint(net: OptimizerNet) -> str:
+    """A short hash of a learned optimizer's architecture and φ: an evaluation records it, so its
+    results are never taken for those of a φ trained again into the same checkpoint path."""
+    h = hashlib.sha256(json.dumps(net.full_config(), sort_keys=True, default=str).encode())
+    for key, value in sorted(net.state_dict().items()):
+        h.update(key.encode())
+        h.update(value.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:16]
 
 
 def available() -> list[str]:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Iterable
 
 from l2o.study.spec import Unit
-from l2o.study.state import RESULT, compose_configs, differences, state
+from l2o.study.state import RESULT, changed_checkpoints, compose_configs, differences, state
 
 KEPT = ("unit.json", "result.json", "summary.json", "summary.md", "curves.csv", "images.png",
         ".hydra/config.yaml", ".hydra/overrides.yaml", "partial/meta.json", "partial/tuning.json")
@@ -72,8 +72,9 @@ def restore(units: Iterable[Unit], records: Path, config_dirs: tuple[str, ...] =
         src = record_dir(unit, records)
         saved = src / ".hydra" / "config.yaml"
         diff = differences(yaml.safe_load(saved.read_text()) or {}, composed[unit.key]) if saved.is_file() else ["no config"]
+        diff += changed_checkpoints(src, strict=True) if unit.cli == "eval" else []
         if diff:
-            print(f"l2o-study: {unit.label}: its record in {src} was made with another config ({'; '.join(diff[:3])}); "
+            print(f"l2o-study: {unit.label}: its record in {src} was made with another config or φ ({'; '.join(diff[:3])}); "
                   "not restored, the unit runs again", file=sys.stderr)
             continue
         staging = unit.run_dir.with_name(unit.run_dir.name + ".restoring")

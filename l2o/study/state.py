@@ -3,6 +3,7 @@ partial (work saved, no result: a stopped run that `resume=true` continues) or m
 whether the work in a run directory was made with the unit's composed config."""
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,9 +79,48 @@ def differences(saved: dict[str, Any], composed: dict[str, Any], prefix: str = "
     return out
 
 
+def changed_checkpoints(run_dir: Path, strict: bool = False) -> list[str]:
+    """`NAME: φ in PATH changed (a -> b)` for each learned optimizer an evaluation in `run_dir`
+    recorded whose checkpoint now holds another φ (it was trained again): the same overrides, so
+    the same composed config, but not the same results. Evaluations that recorded no fingerprints
+    (older ones) are not judged; nor, unless `strict` (restoring a record), are checkpoints that
+    are not there."""
+    try:
+        meta = json.loads((run_dir / "partial" / "meta.json").read_text())
+    except (OSError, ValueError):
+        return []
+    out = []
+    for name, saved in (meta.get("fingerprints") or {}).items():
+        path = (meta.get("checkpoints") or {}).get(name)
+        now = _fingerprint(path) if path else None
+        if now is not None and now != saved:
+            out.append(f"{name}: φ in {path} changed ({saved} -> {now})")
+        elif now is None and strict:
+            out.append(f"{name}: no checkpoint in {path} to compare its φ with")
+    return out
+
+
+def _fingerprint(path: str) -> str | None:
+    from l2o.optimizers.files import resolve_checkpoint_path
+
+    try:
+        file = resolve_checkpoint_path(path)
+        return _cached_fingerprint(str(file), file.stat().st_mtime_ns)
+    except (L2OError, OSError):
+        return None
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_fingerprint(file: str, mtime_ns: int) -> str:
+    from l2o.optimizers.files import fingerprint, load_checkpoint, net_from_checkpoint
+
+    return fingerprint(net_from_checkpoint(load_checkpoint(file)))
+
+
 def check_configs(units: Iterable[Unit], composed: dict[tuple[str, str], dict[str, Any]]) -> None:
     """A run directory that holds work (a result or a resumable part) made with another composed
-    config is never reused: an error naming each such unit and the keys that differ."""
+    config, or an evaluation of a φ that has since been trained again, is never reused: an error
+    naming each such unit and the keys (or optimizers) that differ."""
     import yaml
 
     problems = []
@@ -89,10 +129,11 @@ def check_configs(units: Iterable[Unit], composed: dict[tuple[str, str], dict[st
         if not saved_path.is_file() or state(unit).status == "missing":
             continue
         diff = differences(yaml.safe_load(saved_path.read_text()) or {}, composed[unit.key])
+        diff += changed_checkpoints(unit.run_dir) if unit.cli == "eval" else []
         if diff:
             shown = "; ".join(diff[:8]) + (f"; and {len(diff) - 8} more" if len(diff) > 8 else "")
             problems.append(f"{unit.label} ({unit.run_dir}): {shown}")
     if problems:
-        raise L2OError("these units' run directories hold results made with a different config (saved -> now), "
+        raise L2OError("these units' run directories hold results made with a different config or φ (saved -> now), "
                        "so they are not reused:\n  " + "\n  ".join(problems)
                        + "\nRestore the unit's settings, or move the run directory away to run the unit again.")
