@@ -102,6 +102,23 @@ def test_an_evaluation_killed_part_way_resumes_to_the_same_summary(trained):
     assert proc.returncode != 0 and "different settings (steps)" in proc.stderr
 
 
+def test_resuming_an_evaluation_of_another_phi_is_refused(tmp_path):
+    """meta.json keeps each learned optimizer's φ fingerprint: resuming with a φ trained again is
+    refused; an evaluation saved before fingerprints were recorded resumes as before."""
+    from types import SimpleNamespace
+
+    from l2o.errors import L2OError
+    from l2o.evaluation.evaluate import Partial
+
+    tuning = SimpleNamespace(metric="final", grid=[], steps=5, num_problems=1)
+    settings = {"steps": 5, "checkpoints": {"lstm": "run"}}
+    Partial(tmp_path / "old" / "partial", settings, False, tuning)
+    Partial(tmp_path / "old" / "partial", {**settings, "fingerprints": {"lstm": "aaaa"}}, True, tuning)
+    Partial(tmp_path / "new" / "partial", {**settings, "fingerprints": {"lstm": "aaaa"}}, False, tuning)
+    with pytest.raises(L2OError, match=r"different settings \(fingerprints\)"):
+        Partial(tmp_path / "new" / "partial", {**settings, "fingerprints": {"lstm": "bbbb"}}, True, tuning)
+
+
 def test_parallel_workers_give_the_sequential_summary(trained):
     """workers=2: units run in two one-thread worker processes; the results equal one process's
     (to float tolerance: the thread count may change summation order)."""

@@ -57,7 +57,9 @@ class Partial:
             if not resume:
                 raise L2OError(f"{root.parent} already holds a (partial) evaluation; pass resume=true to continue it, "
                                "or choose another hydra.run.dir.")
-            diff = differing_keys(json.loads(meta_path.read_text()), meta)
+            saved = json.loads(meta_path.read_text())
+            # evaluations started before φ fingerprints were recorded resume as they were
+            diff = differing_keys(saved, meta, ignore=set() if "fingerprints" in saved else {"fingerprints"})
             if diff:
                 raise L2OError(f"resume=true, but {root.parent} was evaluated with different settings ({', '.join(diff)}); "
                                "use the same settings or another hydra.run.dir.")
