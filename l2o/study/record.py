@@ -86,8 +86,8 @@ class UnitRecord(Callback):
 
     def on_job_end(self, config: Any, job_return: Any, **kwargs: Any) -> None:
         out = Path(config.hydra.runtime.output_dir)
-        _append(out / "unit.json", {"started": self._session["started"], "seconds": round(time.perf_counter() - self._start, 3),
-                                    "status": job_return.status.name, **self._session})
+        _append(out / "unit.json", {**self._session, "seconds": round(time.perf_counter() - self._start, 3),
+                                    "status": job_return.status.name})
         (out / RUNNING).unlink(missing_ok=True)
 
 

@@ -39,7 +39,7 @@ def state(unit: Unit) -> State:
     if (d / RESULT[unit.cli]).is_file():
         if unit.cli == "train":   # the trainer's own clock, kept across resumes: sessions killed before they were recorded count too
             trained = json.loads((d / "result.json").read_text()).get("train_seconds")
-            seconds = max(s for s in (seconds, trained) if s is not None) if seconds or trained else None
+            seconds = max((s for s in (seconds, trained) if s is not None), default=None)
         return State("done", seconds, record)
     if running(d):
         return State("running", seconds, record)
