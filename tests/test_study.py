@@ -271,3 +271,18 @@ def test_every_shipped_study_resolves_and_composes():
             units = resolver.closure(name)
             configs = compose_configs(units)
             assert len(configs) == len(units), name
+
+
+def test_two_studies_launched_in_the_same_second_keep_their_own_units(tmp_path, monkeypatch):
+    """Two lanes started together once wrote one wave file, so both trained the second lane's unit."""
+    from l2o.study import runner
+    from l2o.study.spec import Unit
+
+    specs = []
+    monkeypatch.setattr(runner.subprocess, "call", lambda cmd: specs.append(
+        Path(next(c for c in cmd if c.startswith("hydra.sweeper.units=")).split("=", 1)[1])) or 0)
+    monkeypatch.setattr(runner.time, "strftime", lambda fmt: "20261204-200435")
+    for name in ("a", "b"):
+        runner.launch([Unit("mine", name, "train", [f"x={name}"], tmp_path / "mine" / name)], "train", tmp_path, [], [], ())
+    assert len(set(specs)) == 2
+    assert [json.loads(s.read_text())[0]["overrides"][0] for s in specs] == ["x=a", "x=b"]

@@ -9,8 +9,10 @@ does nothing. A unit that fails is reported; the units that need it wait for the
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -32,9 +34,13 @@ def launch(wave: list[Unit], cli: str, root: Path, passthrough: list[str], hydra
     """One multirun of `cli` over `wave`; its exit code."""
     jobs = [{"dir": str(u.run_dir.relative_to(root)),
              "overrides": [*u.overrides, f"resume={'true' if has_work(u) else 'false'}"]} for u in wave]
-    spec = root / ".waves" / f"{time.strftime('%Y%m%d-%H%M%S')}-{cli}.json"
-    spec.parent.mkdir(parents=True, exist_ok=True)
-    spec.write_text(json.dumps(jobs, indent=1))
+    (root / ".waves").mkdir(parents=True, exist_ok=True)
+    # A unique name: two studies launched in the same second must not share (and so swap) their units.
+    fd, name = tempfile.mkstemp(prefix=f"{time.strftime('%Y%m%d-%H%M%S')}-{cli}-", suffix=".json",
+                                dir=root / ".waves")
+    with os.fdopen(fd, "w") as f:
+        json.dump(jobs, f, indent=1)
+    spec = Path(name)
     extra = [o for o in passthrough if cli == "eval" or override_key(o) not in EVAL_ONLY]
     cmd = [sys.executable, "-m", MODULES[cli], "--multirun", *(f"--config-dir={d}" for d in config_dirs),
            "hydra/sweeper=l2o_units", f"hydra.sweeper.units={spec}", f"hydra.sweep.dir={root}",
