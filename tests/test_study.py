@@ -208,14 +208,15 @@ def test_a_stopped_unit_resumes(tmp_path):
 
     started = (datetime.now(timezone.utc) - timedelta(seconds=50)).isoformat(timespec="seconds")
     (run / "running.json").write_text(json.dumps({"pid": 2**22 + 12345, "host": platform.node(), "started": started,
-                                                  "threads": 1}))
-    study("run", "mine", f"--config-dir={conf}", cwd=tmp_path)
+                                                  "threads": 3}))
+    study("run", "mine", f"--config-dir={conf}", "threads=1", cwd=tmp_path)
     record = json.loads((run / "unit.json").read_text())
     first, stopped, resumed = record["sessions"]
-    assert stopped["status"] == "STOPPED" and stopped["started"] == started and stopped["threads"] == 1
+    assert stopped["status"] == "STOPPED" and stopped["started"] == started and stopped["threads"] == 3
+    assert resumed["threads"] == 1   # the job's threads=, not torch's count before the job sets it
     assert 0 < stopped["seconds"] <= 51 and resumed["status"] == "COMPLETED" and (run / "result.json").is_file()
     assert record["wall_seconds"] == pytest.approx(sum(s["seconds"] for s in record["sessions"]))
-    assert yaml.safe_load((run / ".hydra/overrides.yaml").read_text())[-1] == "resume=true"
+    assert yaml.safe_load((run / ".hydra/overrides.yaml").read_text())[-2:] == ["resume=true", "threads=1"]
 
 
 @pytest.mark.parametrize("text, message", [

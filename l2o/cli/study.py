@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("settings", nargs="*", help="key=value: size=, root=, out=, readme=; for run also unit "
                                                     "overrides (threads=1, workers=2) and hydra/launcher=...")
     parser.add_argument("--config-dir", action="append", default=[], help="a config folder with study/, optimizee/, ...")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)   # options may come between the settings
     if args.command != "list" and not args.study:
         parser.error(f"{args.command} needs the study's name, e.g. l2o-study {args.command} paper")
     if args.study and "=" in args.study:  # `l2o-study list size=paper`
