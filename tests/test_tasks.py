@@ -120,3 +120,18 @@ def test_eval_on_a_task_through_the_cli(tmp_path):
                    "task.steps=9", "num_test=2", "tuning.num=2", "progress=false", f"baselines_from={out}",
                    f"hydra.run.dir={tmp_path / 'other'}", cwd=tmp_path, check=False)
     assert proc.returncode != 0 and "evaluated different task" in proc.stderr and not (tmp_path / "other" / "summary.json").exists()
+
+
+@pytest.mark.parametrize("override, words", [
+    ("+task.model.depth=3", "task.model: the task's model does not build or does not run on its minibatches (TypeError"),
+    ("task.model._target_=torch.nn.Conv2d", "task.model: the task's model does not build"),
+])
+def test_a_task_model_that_does_not_build_is_an_error_before_any_run(tmp_path, override, words):
+    from conftest import REPO
+
+    out = tmp_path / "eval"
+    proc = run_cli("l2o-eval", "task=logistic", "protocol=tasks", f"checkpoint={REPO / 'l2o/pretrained/mnist_stable_rnnprop.pt'}",
+                   override, "task.steps=4", "num_test=1", "tuning.num=2", "progress=false", f"hydra.run.dir={out}",
+                   cwd=tmp_path, check=False)
+    assert proc.returncode != 0 and words in proc.stderr and "Traceback" not in proc.stderr
+    assert not (out / "partial").exists() and not (out / "summary.json").exists()

@@ -117,6 +117,7 @@ def _run_task(cfg: DictConfig, checkpoint: str, name: str, learned: dict[str, Op
     from l2o.tasks.evaluate import evaluate_task
 
     task = build(cfg.task, "task")
+    task.check()
     baselines = {b: build(cfg.baselines[b], f"baselines.{b}") for b in cfg.compare}
     protocol = Protocol.from_config(cfg, default_steps=task.steps)
     out = run_dir()

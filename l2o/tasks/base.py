@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from l2o import checks
+from l2o.errors import L2OError
 
 # (param groups, model) -> optimizer: a baseline's factory at its lr, or LearnedOptimizer
 MakeOptimizer = Callable[[list[dict[str, Any]], nn.Module], torch.optim.Optimizer]
@@ -63,6 +64,23 @@ class Task(ABC):
     @abstractmethod
     def test_metrics(self, model: nn.Module) -> dict[str, float]:
         """Loss (and accuracy, where it has one) on held-out data, the model in eval mode."""
+
+    def check(self) -> None:
+        """Build a model and take its loss on one minibatch, before any run is written: a model that
+        does not build, or does not take the task's batches, is an error naming `task.model`, not a
+        traceback from inside an evaluation. (A loss that is NaN is not an error: the runs report
+        it as a divergence.)"""
+        try:
+            model = self.model(0)
+            x, y = self.batch(0, torch.Generator().manual_seed(0))
+            with torch.no_grad():
+                loss = self.loss(model(x), y)
+        except Exception as exc:
+            raise L2OError(f"task.model: the task's model does not build or does not run on its minibatches "
+                           f"({type(exc).__name__}: {exc}); check task.model (its _target_ and arguments).") from exc
+        if not isinstance(loss, Tensor) or loss.numel() != 1:
+            raise L2OError(f"task: the loss must be a scalar tensor; got {type(loss).__name__} "
+                           f"{tuple(loss.shape) if isinstance(loss, Tensor) else ''}")
 
     def param_groups(self, model: nn.Module, lr: float) -> list[dict[str, Any]]:
         """The model's parameters as the optimizer gets them: one group, or with `weight_decay` /
