@@ -68,7 +68,7 @@ class UnitRecord(Callback):
     last file it wrote: long units are stopped and resumed, and their time must not vanish."""
 
     def on_job_start(self, config: Any, **kwargs: Any) -> None:
-        import torch   # threads: the job's `threads=` (set after this callback), else torch's own count
+        import torch
 
         self._start = time.perf_counter()
         out = Path(config.hydra.runtime.output_dir)
@@ -79,7 +79,8 @@ class UnitRecord(Callback):
             _append(out / "unit.json", stopped)
         launcher = config.hydra.launcher
         self._session = {"started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
-                         "commit": git_commit(), "threads": config.get("threads") or torch.get_num_threads(),
+                         "commit": git_commit(),
+                         "threads": config.get("threads") or torch.get_num_threads(),   # the job sets threads= after this
                          "jobs_at_once": launcher.get("n_jobs") or launcher.get("array_parallelism") or 1,
                          "launcher": str(launcher.get("_target_", "")).rsplit(".", 1)[-1]}
         atomic_write_text(out / RUNNING, json.dumps({"pid": os.getpid(), "host": platform.node(), **self._session}))
