@@ -287,3 +287,13 @@ def test_two_studies_launched_in_the_same_second_keep_their_own_units(tmp_path, 
         runner.launch([Unit("mine", name, "train", [f"x={name}"], tmp_path / "mine" / name)], "train", tmp_path, [], [], ())
     assert len(set(specs)) == 2
     assert [json.loads(s.read_text())[0]["overrides"][0] for s in specs] == ["x=a", "x=b"]
+
+
+def test_an_option_added_with_a_null_default_does_not_invalidate_older_runs():
+    from l2o.study.state import differences
+
+    saved = {"optimizer": {"lr": 0.01}, "threads": 2}
+    assert differences(saved, {"optimizer": {"lr": 0.01, "warmup": None}, "threads": 1}) == []
+    assert differences(saved, {"optimizer": {"lr": 0.01, "warmup": 30}}) == ["optimizer.warmup: '<absent>' -> 30"]
+    assert differences({"optimizer": {"warmup": 30}}, {"optimizer": {}}) == ["optimizer.warmup: 30 -> '<absent>'"]
+    assert differences({"optimizer": {"warmup": None}}, {"optimizer": {"warmup": 30}}) == ["optimizer.warmup: None -> 30"]

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from typing import Any
+
 import torch
 
+from l2o.errors import L2OError
 from l2o.optimizers.base import build_net
 from l2o.optimizers.files import PRETRAINED_DIR as HERE
 from l2o.optimizers.files import available, load_checkpoint, payload
@@ -18,14 +21,25 @@ from l2o.optimizers.files import pretrained_path as path_of
 __all__ = ["available", "export", "path_of"]
 
 
-def export(checkpoint: str, name: str, note: str = "") -> Path:
+def export(checkpoint: str, name: str, note: str = "", settings: dict[str, Any] | None = None) -> Path:
     """Write `l2o/pretrained/NAME.pt` from a training checkpoint: architecture, φ, what it was
-    trained on and `note` (e.g. the evaluation table); no meta-optimizer or RNG state."""
+    trained on and `note` (e.g. the evaluation table); no meta-optimizer or RNG state.
+
+    `settings` change fields of the architecture's config that hold no weights, for deployment
+    only (e.g. `{"warmup": 30}`: a warm-up the net was not meta-trained with); φ must still fit.
+    The file records them, so what was trained and what ships stay told apart."""
     ckpt = load_checkpoint(checkpoint)
-    net = build_net(ckpt["optimizer"])
-    net.load_state_dict(ckpt["optimizer_state"])
+    if "_target_" in (settings or {}):
+        raise L2OError("export: the architecture (_target_) is not a deployment setting.")
+    config = {**ckpt["optimizer"], **(settings or {})}
+    try:
+        net = build_net(config)
+        net.load_state_dict(ckpt["optimizer_state"])
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise L2OError(f"export: {checkpoint}: its architecture with {settings} does not build or its φ does not fit: {exc}") from exc
     keep = {k: ckpt[k] for k in ("optimizee", "schedule", "val_loss") if k in ckpt}
-    data = payload(net, **keep, pretrained={"name": name, "note": note})
+    shipped = {"name": name, "note": note, **({"settings": dict(settings)} if settings else {})}
+    data = payload(net, **keep, pretrained=shipped)
     out = HERE / f"{name}.pt"
     torch.save(data, out)
     return out

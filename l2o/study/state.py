@@ -66,7 +66,10 @@ def compose_configs(units: Iterable[Unit], config_dirs: tuple[str, ...] = ()) ->
 
 
 def differences(saved: dict[str, Any], composed: dict[str, Any], prefix: str = "") -> list[str]:
-    """`key: saved -> composed` for every leaf that differs, run settings left out."""
+    """`key: saved -> composed` for every leaf that differs, run settings left out. A key the saved
+    config lacks and the composed one sets to null is no difference: an option added since that
+    run defaults to null exactly when null keeps the old behaviour (it is off), so runs made
+    before it existed stay reusable."""
     out = []
     for key in sorted(set(saved) | set(composed), key=str):
         if not prefix and key in RUN_SETTINGS:
@@ -74,7 +77,7 @@ def differences(saved: dict[str, Any], composed: dict[str, Any], prefix: str = "
         a, b = saved.get(key, "<absent>"), composed.get(key, "<absent>")
         if isinstance(a, dict) and isinstance(b, dict):
             out += differences(a, b, f"{prefix}{key}.")
-        elif a != b:
+        elif a != b and not (a == "<absent>" and b is None):
             out.append(f"{prefix}{key}: {a!r} -> {b!r}")
     return out
 
