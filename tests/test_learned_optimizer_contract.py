@@ -5,6 +5,7 @@ state_dict round trip in the middle of training that matches an uninterrupted ru
 The net is a small CoordinatewiseLSTM with random φ (its output layer starts at zero, which
 would make every update zero and every comparison below trivially true)."""
 import copy
+import math
 
 import pytest
 import torch
@@ -370,17 +371,20 @@ def _record_shipped() -> dict:
 def test_shipped_optimizers_step_exactly_as_recorded_before_the_internals_changed():
     """tests/fixtures/pretrained_updates.pt was written by `_record_shipped` with the code of commit
     2db0064, before the estimators, the composable parts and the file-format module (`cifar10` added
-    when it shipped, with the code of commit 9f17490): every shipped optimizer must still give bitwise
-    the same updates, on the CPU model the fixture was verified on (`assert_as_recorded`)."""
+    when it shipped, with the code of commit 9f17490; `general` with that of 80987dc, on another CPU
+    model: `verified_on_cpu_by_net`): every shipped optimizer must still give bitwise the same updates,
+    on the CPU model its record was verified on (`assert_as_recorded`)."""
     from pathlib import Path
 
     recorded = torch.load(Path(__file__).parent / "fixtures" / "pretrained_updates.pt", weights_only=True)
     now = _record_shipped()
-    assert set(now["nets"]) == set(recorded["nets"]) >= {"quadratic", "mnist", "mnist_stable_rnnprop", "mnist_stable_time", "cifar10"}
+    assert set(now["nets"]) == set(recorded["nets"]) >= {"quadratic", "mnist", "mnist_stable_rnnprop", "mnist_stable_time",
+                                                         "cifar10", "general"}
     for name, updates in recorded["nets"].items():
-        assert_as_recorded(now["nets"][name], updates, recorded.get("verified_on_cpu"), name)
+        cpu = recorded.get("verified_on_cpu_by_net", {}).get(name, recorded.get("verified_on_cpu"))
+        assert_as_recorded(now["nets"][name], updates, cpu, name)
         for k, v in recorded["learned"][name].items():
-            assert_as_recorded(now["learned"][name][k], v, recorded.get("verified_on_cpu"), f"{name}: {k}")
+            assert_as_recorded(now["learned"][name][k], v, cpu, f"{name}: {k}")
 
 
 def test_weight_decay_is_decoupled_as_adamw_does_it():
@@ -405,3 +409,26 @@ def test_weight_decay_is_decoupled_as_adamw_does_it():
     # the same learned update, on top of w0 shrunk by 1 - 0.5 · 0.1; the bias group has no decay
     assert torch.allclose(model.weight - plain_model.weight, -0.05 * w0, atol=1e-6)
     assert torch.allclose(model.bias, plain_model.bias, atol=1e-6) and not torch.allclose(model.bias, b0)
+
+
+def test_the_shipped_general_optimizer_trains_models_of_kinds_it_never_saw():
+    """`general` (meta-trained on small MLPs, quadratics and one small CNN) as the only change in
+    plain training loops: a CNN with batch norm and a transformer encoder layer, at its default lr."""
+    from l2o.pretrained import available
+
+    assert "general" in available()
+    gen = torch.Generator().manual_seed(0)
+    images = torch.randn(64, 3, 16, 16, generator=gen)
+    labels = images.mean((2, 3)).argmax(1)
+    tokens = torch.randn(32, 10, 16, generator=gen)
+    targets = tokens.cumsum(1) / 4   # a running sum: needs attention over earlier positions
+    torch.manual_seed(0)
+    cnn = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2),
+                        nn.Flatten(), nn.Linear(8 * 8 * 8, 3))
+    encoder = nn.TransformerEncoderLayer(16, 2, 32, dropout=0.0, batch_first=True)
+    mask = nn.Transformer.generate_square_subsequent_mask(10)
+    for model, loss_fn in ((cnn, lambda m: nn.functional.cross_entropy(m(images), labels)),
+                           (encoder, lambda m: nn.functional.mse_loss(m(tokens, src_mask=mask, is_causal=True), targets))):
+        opt = LearnedOptimizer.from_pretrained("general", model)
+        losses = train_losses(model, opt, loss_fn, 60)
+        assert all(math.isfinite(v) for v in losses) and losses[-1] < 0.5 * losses[0], type(model).__name__
