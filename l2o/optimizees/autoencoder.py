@@ -13,7 +13,6 @@ families' (`l2o.optimizees.classifier`); labels are not used.
 """
 from __future__ import annotations
 
-import math
 from typing import Any, Sequence
 
 import torch
@@ -22,7 +21,7 @@ from torch import Tensor, nn
 
 from l2o.errors import L2OError
 from l2o.optimizees.base import OptimizeeState, ParamSpec
-from l2o.optimizees.classifier import ClassifierFamily, ClassifierProblem, check_widths
+from l2o.optimizees.classifier import ClassifierFamily, ClassifierProblem, check_widths, torch_nn_init
 
 
 class ReconstructionProblem(ClassifierProblem):
@@ -33,21 +32,9 @@ class ReconstructionProblem(ClassifierProblem):
         out, state = self.family.logits(self.spec.unflatten(params), x, state, train=True)
         return (out - x).pow(2).flatten(1).mean(1), state
 
-    @torch.no_grad()
-    def test_metrics(self, params: Tensor, state: OptimizeeState = None, chunk: int = 8,
-                     images: int = 500) -> dict[str, Tensor]:
-        """Reconstruction error of each instance on the test split (no accuracy: nothing is classified)."""
-        x = self.family.x_test
-        losses = []
-        for start in range(0, params.shape[0], chunk):
-            p = params[start : start + chunk]
-            total = torch.zeros(p.shape[0], device=params.device, dtype=x.dtype)
-            for first in range(0, x.shape[0], images):
-                xb = x[first : first + images].unsqueeze(0).expand(p.shape[0], -1, -1, -1, -1)
-                out = self.logits(p, xb)
-                total += (out - xb).pow(2).flatten(2).mean(2).sum(1)
-            losses.append(total / x.shape[0])
-        return {"test_loss": torch.cat(losses)}
+    def test_sums(self, logits: Tensor, x: Tensor, y: Tensor) -> dict[str, Tensor]:
+        """Reconstruction error only: nothing is classified."""
+        return {"test_loss": (logits - x).pow(2).flatten(2).mean(2).sum(1)}
 
 
 class ConvAutoencoder(ClassifierFamily):
@@ -55,6 +42,8 @@ class ConvAutoencoder(ClassifierFamily):
     transposed convolutions back to the image; sigmoid output, mean squared error. θ0: torch.nn's
     default initialisation of `torch_model()` (uniform ±1/√fan_in, with a transposed convolution's
     fan-in as torch computes it), drawn from each instance's seed."""
+
+    problem_class = ReconstructionProblem
 
     def __init__(self, dataset: Any, test_dataset: Any = None, channels: Sequence[int] = (8, 16),
                  batch_size: int = 64, test_part_start: int | None = 50_000):
@@ -76,10 +65,6 @@ class ConvAutoencoder(ClassifierFamily):
             shapes[f"{name}.bias"] = (b,)
         self.spec = ParamSpec(shapes, {n: "conv_weight" if n.endswith("weight") else "conv_bias" for n in shapes})
 
-    def sample(self, seeds: Sequence[int], device: torch.device | str = "cpu") -> ReconstructionProblem:
-        p = super().sample(seeds, device)
-        return ReconstructionProblem(self, p.theta0, p.perms, p.offset)
-
     def prepare(self, images: Tensor) -> Tensor:
         """(N, H, W) grey or (N, H, W, C) / (N, C, H, W) colour images -> floats in [0, 1], (N, C, H, W)."""
         x = images.float().div_(255.0) if images.dtype == torch.uint8 else images.float()
@@ -95,12 +80,7 @@ class ConvAutoencoder(ClassifierFamily):
         return nn.Sequential(*layers[:-1], nn.Sigmoid())
 
     def init_theta(self, gen: torch.Generator) -> Tensor:
-        parts = []
-        for name, shape in self.spec.shapes.items():
-            weight = self.spec.shapes[name.rsplit(".", 1)[0] + ".weight"]
-            bound = 1.0 / math.sqrt(math.prod(weight[1:]))   # torch.nn's fan-in: dims 1.. of the weight, either layout
-            parts.append(torch.rand(shape, generator=gen).mul_(2 * bound).sub_(bound))
-        return torch.cat([p.reshape(-1) for p in parts])
+        return torch_nn_init(self.spec, gen)
 
     def logits(self, p: dict[str, Tensor], x: Tensor, state: OptimizeeState, train: bool) -> tuple[Tensor, OptimizeeState]:
         """Reconstructions (B, m, C, H, W) of inputs (B, m, C, H, W)."""

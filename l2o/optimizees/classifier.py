@@ -7,6 +7,7 @@ A subclass says how images become network inputs (`prepare`), what the parameter
 """
 from __future__ import annotations
 
+import math
 from abc import abstractmethod
 from typing import Any, Sequence
 
@@ -17,7 +18,7 @@ from torch import Tensor
 from l2o.data import verify_files
 from l2o import checks
 from l2o.errors import L2OError
-from l2o.optimizees.base import SPLIT_OFFSETS, Family, OptimizeeState, Problem, generator_for, select_instances
+from l2o.optimizees.base import SPLIT_OFFSETS, Family, OptimizeeState, ParamSpec, Problem, generator_for, select_instances
 
 
 def dataset_tensors(dataset: Any) -> tuple[Tensor, Tensor]:
@@ -83,25 +84,45 @@ class ClassifierProblem(Problem):
     @torch.no_grad()
     def test_metrics(self, params: Tensor, state: OptimizeeState = None, chunk: int = 8,
                      images: int = 500) -> dict[str, Tensor]:
-        """Loss and accuracy of each instance's parameters (and optimizee state) on the test split,
-        `chunk` instances by `images` test images at a time: in evaluation mode every image is scored
+        """Each instance's metrics (`test_sums`, averaged over images) on the test split, `chunk`
+        instances by `images` test images at a time: in evaluation mode every image is scored
         alone, and all 10,000 CIFAR-10 test images at once would take gigabytes per instance."""
         x, y = self.family.x_test, self.family.y_test
-        losses, accs = [], []
+        parts: dict[str, list[Tensor]] = {}
         for start in range(0, params.shape[0], chunk):
             p = params[start : start + chunk]
             rows = torch.arange(start, start + p.shape[0], device=params.device)
             st = select_instances(state, rows)
-            loss_sum = torch.zeros(p.shape[0], device=params.device)
-            correct = torch.zeros(p.shape[0], device=params.device)
+            totals: dict[str, Tensor] = {}
             for first in range(0, x.shape[0], images):
                 xb, yb = x[first : first + images], y[first : first + images]
-                logits = self.logits(p, xb.unsqueeze(0).expand(p.shape[0], *xb.shape), st)
-                loss_sum += F.cross_entropy(logits.transpose(1, 2), yb.expand(p.shape[0], -1), reduction="none").sum(1)
-                correct += (logits.argmax(-1) == yb).float().sum(1)
-            losses.append(loss_sum / x.shape[0])
-            accs.append(correct / x.shape[0])
-        return {"test_loss": torch.cat(losses), "test_accuracy": torch.cat(accs)}
+                out = self.logits(p, xb.unsqueeze(0).expand(p.shape[0], *xb.shape), st)
+                for name, value in self.test_sums(out, xb, yb).items():
+                    totals[name] = totals[name] + value if name in totals else value
+            for name, value in totals.items():
+                parts.setdefault(name, []).append(value / x.shape[0])
+        return {name: torch.cat(values) for name, values in parts.items()}
+
+    def test_sums(self, logits: Tensor, x: Tensor, y: Tensor) -> dict[str, Tensor]:
+        """{metric: (b,) sum over the images} of b instances' outputs (b, images, ...) on test images x, labels y."""
+        return {"test_loss": F.cross_entropy(logits.transpose(1, 2), y.expand(logits.shape[0], -1), reduction="none").sum(1),
+                "test_accuracy": (logits.argmax(-1) == y).float().sum(1)}
+
+
+def torch_nn_init(spec: ParamSpec, gen: torch.Generator) -> Tensor:
+    """θ0 of one instance as torch.nn initialises the equivalent model: weights and biases uniform in
+    ±1/√fan_in of their layer's weight (fan-in: its dims 1.., conv, transposed conv or linear),
+    batch-norm scales 1 and shifts 0; drawn from `gen` tensor by tensor, in the spec's order."""
+    parts = []
+    for name, shape in spec.shapes.items():
+        kind = spec.kinds[name]
+        if kind in ("norm_scale", "norm_shift"):
+            parts.append(torch.full(shape, 1.0 if kind == "norm_scale" else 0.0))
+            continue
+        weight_shape = spec.shapes[name.rsplit(".", 1)[0] + ".weight"]
+        bound = 1.0 / math.sqrt(math.prod(weight_shape[1:]))
+        parts.append(torch.rand(shape, generator=gen).mul_(2 * bound).sub_(bound))
+    return torch.cat([p.reshape(-1) for p in parts])
 
 
 class ClassifierFamily(Family):
@@ -111,6 +132,8 @@ class ClassifierFamily(Family):
     all problems draw from all N images and differ only in θ0 and minibatch order (the paper's
     protocol; for small datasets). The test dataset only serves the final test loss and
     accuracy. `labels` keeps only those classes (CIFAR-k)."""
+
+    problem_class: type[ClassifierProblem] = ClassifierProblem   # what `sample` returns: its loss and test metrics
 
     def __init__(self, dataset: Any, test_dataset: Any = None, batch_size: int = 128,
                  test_part_start: int | None = None, labels: Sequence[int] | None = None):
@@ -178,4 +201,4 @@ class ClassifierFamily(Family):
             gen = generator_for(seed)
             thetas.append(self.init_theta(gen))
             perms.append(torch.randperm(hi - lo, generator=gen))
-        return ClassifierProblem(self, torch.stack(thetas).to(device), torch.stack(perms).to(device), lo)
+        return self.problem_class(self, torch.stack(thetas).to(device), torch.stack(perms).to(device), lo)

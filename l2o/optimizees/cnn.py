@@ -11,7 +11,6 @@ for the test-set metrics (evaluation mode).
 """
 from __future__ import annotations
 
-import math
 from typing import Any, Sequence
 
 import torch
@@ -20,7 +19,7 @@ from torch import Tensor, nn
 
 from l2o.errors import L2OError
 from l2o.optimizees.base import OptimizeeState, ParamSpec
-from l2o.optimizees.classifier import ClassifierFamily, check_widths
+from l2o.optimizees.classifier import ClassifierFamily, check_widths, torch_nn_init
 
 # per-channel mean and std of the CIFAR-10 training set (the usual normalisation constants)
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
@@ -122,16 +121,7 @@ class ConvClassifier(ClassifierFamily):
         return nn.Sequential(*layers[:-1])
 
     def init_theta(self, gen: torch.Generator) -> Tensor:
-        parts = []
-        for name, shape in self.spec.shapes.items():
-            kind = self.spec.kinds[name]
-            if kind in ("norm_scale", "norm_shift"):
-                parts.append(torch.full(shape, 1.0 if kind == "norm_scale" else 0.0))
-                continue
-            weight_shape = self.spec.shapes[name.rsplit(".", 1)[0] + ".weight"]
-            bound = 1.0 / math.sqrt(math.prod(weight_shape[1:]))  # torch.nn's default for conv and linear
-            parts.append(torch.rand(shape, generator=gen).mul_(2 * bound).sub_(bound))
-        return torch.cat([p.reshape(-1) for p in parts])
+        return torch_nn_init(self.spec, gen)
 
     def init_state(self, num_problems: int, device: torch.device) -> OptimizeeState:
         """Batch-norm running statistics, (B, channels) per layer, as torch.nn initialises them."""
