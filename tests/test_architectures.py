@@ -252,3 +252,62 @@ def test_odd_wraps_any_coordinatewise_net_as_the_lstm_flag_does():
         Odd(LSTMGAC())
     with pytest.raises(TypeError, match="declare coordinatewise = False"):
         type("Mixing", (CoordinatewiseLSTM,), {"mix": lambda self, h, layer, layout: h.mean(1, keepdim=True).expand_as(h)})
+
+
+def test_scaled_gives_any_coordinatewise_net_the_mlps_fan_in_and_warmup_rules():
+    """`Scaled(net, fan_in_ref, warmup)` steps as the MLP's own `fan_in_ref` and `warmup` do (on the
+    MLP itself, both paths, two instances); both off, it is `net` bit for bit; under
+    `LearnedOptimizer` it steps RNNprop in pieces as in one call; it refuses a net that mixes
+    coordinates, a bad setting, and round-trips its config."""
+    from l2o.optimizers import LearnedOptimizer, MLPLOpt, RNNprop
+    from l2o.optimizers.base import build_net
+    from l2o.optimizers.parts import Scaled
+
+    layout = Layout.build([("w1", (3, 8), "linear_weight"), ("b1", (3,), "linear_bias"),
+                           ("w2", (3, 2, 4, 4), "conv_weight")], num_instances=2)   # fan-ins 8, 1, 32
+    own = _randomize(MLPLOpt(fan_in_ref=8, warmup=3))
+    plain = MLPLOpt().double()
+    plain.load_state_dict(own.state_dict())
+    wrapped = Scaled(plain, fan_in_ref=8, warmup=3)
+    grads = torch.randn(5, layout.size, dtype=torch.float64)
+    for grad_enabled in (True, False):
+        with torch.set_grad_enabled(grad_enabled):
+            states = [net.init_state(layout, dtype=torch.float64) for net in (own, wrapped)]
+            for step, g in enumerate(grads):
+                (a, states[0]), (b, states[1]) = (net.update(g, s, layout, step=step) for net, s in zip((own, wrapped), states))
+                assert torch.allclose(a, b, rtol=1e-12, atol=0)
+    with torch.no_grad():   # at step 0: × 1/3 (warm-up) everywhere, × 8/32 more on the 32-input conv weight
+        ratio = (wrapped.update(grads[0], wrapped.init_state(layout, dtype=torch.float64), layout)[0]
+                 / plain.update(grads[0], plain.init_state(layout, dtype=torch.float64), layout)[0]).reshape(2, -1)
+    assert torch.allclose(ratio[:, :27], torch.full((2, 27), 1 / 3, dtype=torch.float64))
+    assert torch.allclose(ratio[:, 27:], torch.full((2, 96), 1 / 12, dtype=torch.float64))
+    states = [net.init_state(layout, dtype=torch.float64) for net in (own, wrapped)]
+    for step, g in enumerate(grads):   # the in-place path LearnedOptimizer takes
+        a, b = (net.update_(g.clone(), s, layout, step=step).clone() for net, s in zip((own, wrapped), states))
+        assert torch.allclose(a, b, rtol=1e-12, atol=0)
+
+    rnnprop = _randomize(RNNprop(hidden_size=6))
+    assert torch.equal(_run(Scaled(rnnprop), grads, layout), _run(rnnprop, grads, layout))
+
+    net = Scaled(rnnprop, fan_in_ref=10, warmup=2)
+    models = [torch.nn.Sequential(torch.nn.Linear(30, 20), torch.nn.Tanh(), torch.nn.Linear(20, 5)).double() for _ in range(2)]
+    models[1].load_state_dict(models[0].state_dict())
+    opts = [LearnedOptimizer(models[0], net=net), LearnedOptimizer(models[1], net=net, chunk_size=7)]
+    x = torch.randn(16, 30, dtype=torch.float64)
+    before = [p.detach().clone() for p in models[0].parameters()]
+    for _ in range(3):
+        for model, opt in zip(models, opts):
+            opt.zero_grad()
+            model(x).pow(2).mean().backward()
+            opt.step()
+    for a, b, p0 in zip(models[0].parameters(), models[1].parameters(), before):
+        assert torch.allclose(a, b, atol=1e-12) and not torch.equal(a, p0)
+
+    rebuilt = build_net(net.full_config())
+    assert isinstance(rebuilt, Scaled) and rebuilt.config() == net.config() and rebuilt.short_name() == "rnnprop"
+    with pytest.raises(L2OError, match="coordinatewise"):
+        Scaled(LSTMGAC())
+    with pytest.raises(L2OError, match="optimizer.fan_in_ref"):
+        Scaled(rnnprop, fan_in_ref=0.5)
+    with pytest.raises(L2OError, match="optimizer.warmup"):
+        Scaled(rnnprop, warmup=0)

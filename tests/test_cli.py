@@ -220,6 +220,42 @@ def test_eval_returns_the_main_learned_optimizers_loss_with_extra_learned_ones(t
     assert returned == summary["main"]["final_loss"] != summary["other"]["final_loss"]
 
 
+def test_eval_learned_settings_change_a_deployment_field_and_keep_the_checkpoints_fingerprint(tmp_path, capsys):
+    """+learned_settings.NAME.FIELD=VALUE evaluates a learned optimizer with a field that holds no
+    weights changed (here a longer warm-up than the shipped `general`'s 30 steps): other results,
+    the same φ fingerprint recorded (the checkpoint is unchanged); a name that is not a learned
+    optimizer, or a field its architecture lacks, is an error that names it."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    from l2o.cli.common import CONF_DIR
+    from l2o.cli.eval import run
+
+    general = Path(__file__).resolve().parents[1] / "l2o" / "pretrained" / "general.pt"
+
+    def evaluate(out, *extra):
+        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+            cfg = compose("eval", overrides=[f"checkpoint={general}", "name=shipped", "optimizee=quadratic",
+                                             f"+learned.slow={general}", "compare=[]", "steps=20", *TINY_EVAL,
+                                             *extra, f"hydra.run.dir={out}"], return_hydra_config=True)
+            with open_dict(cfg):
+                cfg.hydra.runtime.output_dir = str(out)
+            HydraConfig.instance().set_config(cfg)
+            return run(cfg)
+
+    evaluate(tmp_path, "+learned_settings.slow.warmup=1000")
+    summary = json.loads((tmp_path / "summary.json").read_text())["optimizers"]
+    assert summary["shipped"]["final_loss"] != summary["slow"]["final_loss"]
+    prints = json.loads((tmp_path / "partial" / "meta.json").read_text())["fingerprints"]
+    assert prints["shipped"] == prints["slow"]
+    for setting, message in (("other.warmup=10", "unknown: ['other']"), ("slow.bogus=1", "unexpected keyword argument 'bogus'")):
+        with pytest.raises(SystemExit) as exit_:
+            evaluate(tmp_path / "bad", f"+learned_settings.{setting}")
+        assert exit_.value.code == 2 and message in capsys.readouterr().err
+        assert not (tmp_path / "bad").exists()
+
+
 @pytest.mark.slow  # smoke trains the stable recipes; test_stability runs them in process
 def test_stable_recipe_trains_through_the_cli_and_its_presets_compose(tmp_path):
     import torch

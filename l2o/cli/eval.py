@@ -30,21 +30,27 @@ def _check(cfg: DictConfig) -> None:
     Protocol.from_config(cfg, default_steps=1)
 
 
-def _learned(cfg: DictConfig, ckpt: dict[str, Any], checkpoint: str) -> tuple[str, dict[str, OptimizerNet]]:
-    """The checkpoint's optimizer (checked against `optimizer=` if given) and those of `learned`."""
+def _learned(cfg: DictConfig, ckpt: dict[str, Any], checkpoint: str) -> tuple[str, dict[str, OptimizerNet], dict[str, str]]:
+    """The checkpoint's optimizer (checked against `optimizer=` if given) and those of `learned`, each
+    with its `learned_settings`, and the fingerprints of their φ as their checkpoints hold them."""
     if cfg.get("optimizer") is not None:
         check_architecture(ckpt, OmegaConf.to_container(cfg.optimizer, resolve=True))
-    main_net = net_from_checkpoint(ckpt)
-    name = cfg.name or main_net.short_name()
-    learned = {name: main_net}
+    settings = OmegaConf.to_container(cfg.get("learned_settings") or OmegaConf.create({}), resolve=True)
+    checkpoints = {cfg.name or net_from_checkpoint(ckpt).short_name(): ckpt}
     for extra, path in (cfg.get("learned") or {}).items():  # more trained optimizers, same test problems
-        if extra in learned or extra in cfg.baselines:
+        if extra in checkpoints or extra in cfg.baselines:
             raise L2OError(f"learned.{extra}: the name {extra!r} is taken; choose another.")
-        learned[extra] = net_from_checkpoint(load_checkpoint(path))
+        checkpoints[extra] = load_checkpoint(path)
+    unknown = [n for n in settings if n not in checkpoints]
+    if unknown or not all(isinstance(v, dict) for v in settings.values()):
+        raise L2OError(f"learned_settings={settings!r}: give {{name: {{field: value}}}} for the learned optimizers "
+                       f"{list(checkpoints)}; unknown: {unknown}.")
+    learned = {n: net_from_checkpoint(c, settings.get(n)) for n, c in checkpoints.items()}
+    prints = {n: fingerprint(net_from_checkpoint(c)) if n in settings else fingerprint(learned[n]) for n, c in checkpoints.items()}
     if cfg.compile:
         for net in learned.values():
             net.compile_layers()
-    return name, learned
+    return next(iter(learned)), learned, prints
 
 
 def _family(cfg: DictConfig, ckpt: dict[str, Any]) -> tuple[Any, str]:
@@ -77,9 +83,9 @@ def run(cfg: DictConfig) -> float:
     set_threads(cfg)
     configure_torch()
     ckpt = load_checkpoint(checkpoint)
-    name, learned = _learned(cfg, ckpt, checkpoint)
+    name, learned, prints = _learned(cfg, ckpt, checkpoint)
     if cfg.get("task") is not None:
-        return _run_task(cfg, checkpoint, name, learned)
+        return _run_task(cfg, checkpoint, name, learned, prints)
     family, optimizee_name = _family(cfg, ckpt)
     baselines = {b: build(cfg.baselines[b], f"baselines.{b}") for b in cfg.compare}
     protocol = Protocol.from_config(cfg, default_steps=training_horizon(ckpt))
@@ -87,7 +93,7 @@ def run(cfg: DictConfig) -> float:
     if cfg.baselines_from is not None:
         _check_baselines_source(cfg)
     described = family.description
-    meta = {**_provenance(cfg, name, checkpoint, learned), **({"optimizee_description": described} if described else {})}
+    meta = {**_provenance(cfg, name, checkpoint, prints), **({"optimizee_description": described} if described else {})}
     summary, table = evaluate(family, learned=learned, baselines=baselines, protocol=protocol, device=device, out_dir=out,
                               optimizee_name=optimizee_name, progress=cfg.progress, meta=meta, resume=cfg.resume,
                               baselines_from=cfg.baselines_from)
@@ -105,14 +111,14 @@ def run(cfg: DictConfig) -> float:
     return summary["optimizers"][name]["final_loss"]
 
 
-def _provenance(cfg: DictConfig, name: str, checkpoint: str, learned: dict[str, OptimizerNet]) -> dict[str, Any]:
+def _provenance(cfg: DictConfig, name: str, checkpoint: str, prints: dict[str, str]) -> dict[str, Any]:
     """Where each learned optimizer came from, and a fingerprint of its φ (checked on resume, and
     by l2o-study before it reuses the results)."""
     return {"checkpoints": {n: str(p) for n, p in [(name, checkpoint), *(cfg.get("learned") or {}).items()]},
-            "fingerprints": {n: fingerprint(net) for n, net in learned.items()}}
+            "fingerprints": prints}
 
 
-def _run_task(cfg: DictConfig, checkpoint: str, name: str, learned: dict[str, OptimizerNet]) -> float:
+def _run_task(cfg: DictConfig, checkpoint: str, name: str, learned: dict[str, OptimizerNet], prints: dict[str, str]) -> float:
     """`task=NAME`: the learned optimizers and the baselines train a real task (l2o.tasks)."""
     from l2o.tasks.evaluate import evaluate_task
 
@@ -123,7 +129,7 @@ def _run_task(cfg: DictConfig, checkpoint: str, name: str, learned: dict[str, Op
     out = run_dir()
     if cfg.baselines_from is not None:
         _check_baselines_source(cfg)
-    meta = _provenance(cfg, name, checkpoint, learned)
+    meta = _provenance(cfg, name, checkpoint, prints)
     summary, table = evaluate_task(task, learned=learned, baselines=baselines, protocol=protocol, out_dir=out,
                                    task_name=choice("task") or "task", progress=cfg.progress, meta=meta, resume=cfg.resume,
                                    baselines_from=cfg.baselines_from)

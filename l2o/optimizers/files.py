@@ -91,13 +91,25 @@ def _upgrade_v1(old: dict[str, Any]) -> dict[str, Any]:
     return new
 
 
-def net_from_checkpoint(ckpt: dict[str, Any]) -> OptimizerNet:
-    """The learned optimizer a (loaded) checkpoint holds, φ included."""
-    net = build_net(ckpt["optimizer"])
+def net_from_checkpoint(ckpt: dict[str, Any], settings: dict[str, Any] | None = None) -> OptimizerNet:
+    """The learned optimizer a (loaded) checkpoint holds, φ included. `settings` change fields of its
+    architecture's config that hold no weights, for deployment (e.g. `{"warmup": 30}`: a warm-up the
+    net was not meta-trained with); φ must still fit."""
+    if not settings:
+        net = build_net(ckpt["optimizer"])
+        try:
+            net.load_state_dict(ckpt["optimizer_state"])
+        except RuntimeError as exc:
+            raise L2OError(f"checkpoint {ckpt.get('path')!r}: weights do not fit its own architecture: {exc}") from exc
+        return net
+    if "_target_" in settings:
+        raise L2OError(f"checkpoint {ckpt.get('path')!r}: the architecture (_target_) is not a deployment setting.")
     try:
+        net = build_net({**ckpt["optimizer"], **settings})
         net.load_state_dict(ckpt["optimizer_state"])
-    except RuntimeError as exc:
-        raise L2OError(f"checkpoint {ckpt.get('path')!r}: weights do not fit its own architecture: {exc}") from exc
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise L2OError(f"checkpoint {ckpt.get('path')!r}: its architecture with {settings} does not build "
+                       f"or its φ does not fit: {exc}") from exc
     return net
 
 

@@ -33,7 +33,6 @@ The net is coordinatewise: `LearnedOptimizer` steps a large model in pieces.
 """
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -44,7 +43,7 @@ from l2o import checks
 from l2o.errors import L2OError
 from l2o.layout import Layout
 from l2o.optimizers.base import OptimizerNet, State
-from l2o.optimizers.parts import StepFeatures
+from l2o.optimizers.parts import StepFeatures, fan_in_factors, warmup_factor
 
 
 class MLPLOpt(OptimizerNet):
@@ -105,7 +104,7 @@ class MLPLOpt(OptimizerNet):
 
     def _scale(self, step: int) -> float:
         """output_scale, times the warm-up factor at optimizee step `step`."""
-        return self.output_scale * (min(1.0, (step + 1) / self.warmup) if self.warmup else 1.0)
+        return self.output_scale * warmup_factor(step, self.warmup)
 
     def init_state(self, layout: Layout, device: torch.device | str | None = None,
                    dtype: torch.dtype | None = None) -> State:
@@ -153,7 +152,7 @@ class MLPLOpt(OptimizerNet):
         out = torch.addmm(torch.addmm(self.out_bias, self.out_weight, h), self.skip, x)
         direction, magnitude = out[0], out[1]
         update = torch.tanh(direction) * torch.exp(torch.tanh(magnitude) * self.magnitude_range) * self._scale(step)
-        segments = _shrunk(layout, self.fan_in_ref)
+        segments = fan_in_factors(layout, self.fan_in_ref)
         if segments:
             scale = torch.ones_like(update)
             for start, end, factor in segments:
@@ -204,7 +203,7 @@ class MLPLOpt(OptimizerNet):
             torch.mm(torch.cat((self.out_weight[:, : 1 + k] + skip_x, bias), 1), block, out=out)
         direction, magnitude = out[0], out[1]
         magnitude.tanh_().mul_(self.magnitude_range).exp_().mul_(self._scale(step))
-        for start, end, factor in _shrunk(layout, self.fan_in_ref):
+        for start, end, factor in fan_in_factors(layout, self.fan_in_ref):
             magnitude[start:end].mul_(factor)
         return direction.tanh_().mul_(magnitude)
 
@@ -216,17 +215,3 @@ class MLPLOpt(OptimizerNet):
             self._work = like.new_empty((rows + 2) * n)
         return self._work[: rows * n].view(rows, n), self._work[rows * n : (rows + 2) * n].view(2, n)
 
-
-@functools.lru_cache(maxsize=256)
-def _shrunk(layout: Layout, fan_in_ref: float | None) -> tuple[tuple[int, int, float], ...]:
-    """(start, end, fan_in_ref / fan_in) of every coordinate range (tensor of an instance, in the
-    flat N-vector) whose fan-in exceeds fan_in_ref; none without fan_in_ref."""
-    if fan_in_ref is None:
-        return ()
-    ranges, start = [], 0
-    for _ in range(layout.num_instances):
-        for size, fan_in in zip(layout.sizes, layout.fan_ins):
-            if fan_in > fan_in_ref:
-                ranges.append((start, start + size, fan_in_ref / fan_in))
-            start += size
-    return tuple(ranges)

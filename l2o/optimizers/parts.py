@@ -11,9 +11,17 @@
   always been 0 then never moves (a plain net's biases move it every step). It doubles the
   compute. `CoordinatewiseLSTM` and its subclasses take both as `odd` and `time_scales`; `Odd`
   wraps any other coordinatewise net (a user's own).
+- `fan_in_factors` / `warmup_factor` / `Scaled(net)`: steps shrunk on wide tensors by
+  fan_in_ref / fan_in (µP's rule for Adam's learning rate) and grown linearly over a warm-up.
+  A net meta-trained on small layers learns step sizes that move a wide layer's pre-activations
+  fan_in times further; and at step 0 a net whose inputs are normalized moments sees ±1 on every
+  model, so its first steps are one learned size whatever the model. `MLPLOpt` takes both as
+  `fan_in_ref` and `warmup`; `Scaled` gives them to any other coordinatewise net (RNNprop, the
+  LSTM), so architectures are compared on a task mix under the same rule.
 """
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from typing import Any, Callable
@@ -21,6 +29,7 @@ from typing import Any, Callable
 import torch
 from torch import Tensor
 
+from l2o import checks
 from l2o.errors import L2OError
 from l2o.layout import Layout
 from l2o.optimizers.base import OptimizerNet, State, build_net
@@ -99,6 +108,86 @@ class Odd(OptimizerNet):
         return odd_update(lambda g, s: self.net.update(g, s, layout, loss, step), grad, state)
 
     def compile_layers(self, enable: bool = True) -> "Odd":
+        self.net.compile_layers(enable)
+        self.compiled = enable
+        return self
+
+
+@functools.lru_cache(maxsize=256)
+def fan_in_factors(layout: Layout, fan_in_ref: float | None) -> tuple[tuple[int, int, float], ...]:
+    """(start, end, fan_in_ref / fan_in) of every coordinate range (tensor of an instance, in the
+    flat N-vector) whose fan-in exceeds fan_in_ref; none without fan_in_ref."""
+    if fan_in_ref is None:
+        return ()
+    ranges, start = [], 0
+    for _ in range(layout.num_instances):
+        for size, fan_in in zip(layout.sizes, layout.fan_ins):
+            if fan_in > fan_in_ref:
+                ranges.append((start, start + size, fan_in_ref / fan_in))
+            start += size
+    return tuple(ranges)
+
+
+def warmup_factor(step: int, warmup: int | None) -> float:
+    """min(1, (step + 1) / warmup) at optimizee step `step`; 1 without a warm-up."""
+    return min(1.0, (step + 1) / warmup) if warmup else 1.0
+
+
+class Scaled(OptimizerNet):
+    """`net` (any coordinatewise OptimizerNet) with its update × fan_in_ref / fan_in on tensors whose
+    fan-in exceeds `fan_in_ref`, and × min(1, (t + 1) / warmup) over the first `warmup` steps.
+    φ and state are `net`'s; either setting null is off, both null is `net` itself."""
+
+    NAME = "scaled"
+    coordinatewise = True
+
+    def __init__(self, net: OptimizerNet | dict[str, Any], fan_in_ref: float | None = None, warmup: int | None = None):
+        super().__init__()
+        self.net = build_net(net) if isinstance(net, dict) else net
+        if not self.net.coordinatewise:
+            raise L2OError(f"Scaled needs a coordinatewise net; {type(self.net).__name__} is not.")
+        if fan_in_ref is not None:
+            checks.number(fan_in_ref, "optimizer.fan_in_ref", at_least=1)
+        self.fan_in_ref = None if fan_in_ref is None else float(fan_in_ref)
+        self.warmup = None if warmup is None else checks.integer(warmup, "optimizer.warmup")
+        self.in_place, self.chunk_size = self.net.in_place, self.net.chunk_size
+
+    def short_name(self) -> str:  # type: ignore[override]
+        return self.net.short_name()
+
+    def config(self) -> dict[str, Any]:
+        return {"net": self.net.full_config(), "fan_in_ref": self.fan_in_ref, "warmup": self.warmup}
+
+    def init_state(self, layout: Layout, device: torch.device | str | None = None,
+                   dtype: torch.dtype | None = None) -> State:
+        return self.net.init_state(layout, device, dtype)
+
+    def scale(self, update: Tensor, layout: Layout, step: int, in_place: bool = False) -> Tensor:
+        """`update` times the warm-up and fan-in factors; `in_place` overwrites it (no autograd)."""
+        factor, ranges = warmup_factor(step, self.warmup), fan_in_factors(layout, self.fan_in_ref)
+        if in_place:
+            if factor != 1.0:
+                update.mul_(factor)
+            for start, end, shrink in ranges:
+                update[start:end].mul_(shrink)
+            return update
+        if not ranges:
+            return update * factor if factor != 1.0 else update
+        scale = torch.full_like(update, factor)
+        for start, end, shrink in ranges:
+            scale[start:end] = factor * shrink
+        return update * scale
+
+    def update(self, grad: Tensor, state: State, layout: Layout, loss: Tensor | None = None,
+               step: int = 0) -> tuple[Tensor, State]:
+        update, state = self.net.update(grad, state, layout, loss, step)
+        return self.scale(update, layout, step), state
+
+    def update_(self, grad: Tensor, state: State, layout: Layout, loss: Tensor | None = None,
+                step: int = 0) -> Tensor:
+        return self.scale(self.net.update_(grad, state, layout, loss, step), layout, step, in_place=True)
+
+    def compile_layers(self, enable: bool = True) -> "Scaled":
         self.net.compile_layers(enable)
         self.compiled = enable
         return self

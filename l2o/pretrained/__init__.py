@@ -13,9 +13,8 @@ from typing import Any
 import torch
 
 from l2o.errors import L2OError
-from l2o.optimizers.base import build_net
 from l2o.optimizers.files import PRETRAINED_DIR as HERE
-from l2o.optimizers.files import available, load_checkpoint, payload
+from l2o.optimizers.files import available, load_checkpoint, net_from_checkpoint, payload
 from l2o.optimizers.files import pretrained_path as path_of
 
 __all__ = ["available", "export", "path_of"]
@@ -29,14 +28,10 @@ def export(checkpoint: str, name: str, note: str = "", settings: dict[str, Any] 
     only (e.g. `{"warmup": 30}`: a warm-up the net was not meta-trained with); φ must still fit.
     The file records them, so what was trained and what ships stay told apart."""
     ckpt = load_checkpoint(checkpoint)
-    if "_target_" in (settings or {}):
-        raise L2OError("export: the architecture (_target_) is not a deployment setting.")
-    config = {**ckpt["optimizer"], **(settings or {})}
     try:
-        net = build_net(config)
-        net.load_state_dict(ckpt["optimizer_state"])
-    except (TypeError, ValueError, RuntimeError) as exc:
-        raise L2OError(f"export: {checkpoint}: its architecture with {settings} does not build or its φ does not fit: {exc}") from exc
+        net = net_from_checkpoint(ckpt, settings)
+    except L2OError as exc:
+        raise L2OError(f"export: {exc}") from exc
     keep = {k: ckpt[k] for k in ("optimizee", "schedule", "val_loss") if k in ckpt}
     shipped = {"name": name, "note": note, **({"settings": dict(settings)} if settings else {})}
     data = payload(net, **keep, pretrained=shipped)
