@@ -36,17 +36,20 @@ def _learned(cfg: DictConfig, ckpt: dict[str, Any], checkpoint: str) -> tuple[st
     if cfg.get("optimizer") is not None:
         check_architecture(ckpt, OmegaConf.to_container(cfg.optimizer, resolve=True))
     settings = OmegaConf.to_container(cfg.get("learned_settings") or OmegaConf.create({}), resolve=True)
-    checkpoints = {cfg.name or net_from_checkpoint(ckpt).short_name(): ckpt}
+    main_net = net_from_checkpoint(ckpt)
+    checkpoints = {cfg.name or main_net.short_name(): ckpt}
+    stored = {next(iter(checkpoints)): main_net}   # each φ as its checkpoint holds it
     for extra, path in (cfg.get("learned") or {}).items():  # more trained optimizers, same test problems
         if extra in checkpoints or extra in cfg.baselines:
             raise L2OError(f"learned.{extra}: the name {extra!r} is taken; choose another.")
         checkpoints[extra] = load_checkpoint(path)
+        stored[extra] = net_from_checkpoint(checkpoints[extra])
     unknown = [n for n in settings if n not in checkpoints]
     if unknown or not all(isinstance(v, dict) for v in settings.values()):
         raise L2OError(f"learned_settings={settings!r}: give {{name: {{field: value}}}} for the learned optimizers "
                        f"{list(checkpoints)}; unknown: {unknown}.")
-    learned = {n: net_from_checkpoint(c, settings.get(n)) for n, c in checkpoints.items()}
-    prints = {n: fingerprint(net_from_checkpoint(c)) if n in settings else fingerprint(learned[n]) for n, c in checkpoints.items()}
+    learned = {n: net_from_checkpoint(checkpoints[n], settings[n]) if n in settings else net for n, net in stored.items()}
+    prints = {n: fingerprint(net) for n, net in stored.items()}
     if cfg.compile:
         for net in learned.values():
             net.compile_layers()
