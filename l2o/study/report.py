@@ -159,10 +159,13 @@ def curves_section(page: Page, section: dict[str, Any], fig_dir: Path, rel: str)
         save_figure(fig, fig_dir / figure)
         lines = [f"![{section['title']}]({rel}/{figure})", ""]
     plt.close(fig)
-    described = {s.get("optimizee_description") for s in summaries.values() if s and s.get("optimizee_description")}
+    described = {title: summaries[unit.key]["optimizee_description"] for unit, title in panels
+                 if (summaries[unit.key] or {}).get("optimizee_description")}
     lines += [*table, ""]
-    if described:
-        lines += [f"Optimizee: {', '.join(sorted(described))}.", ""]
+    if len(set(described.values())) == 1:
+        lines += [f"Optimizee: {next(iter(described.values()))}.", ""]
+    elif described:   # one per setting, named as its rows are
+        lines += ["Optimizees:", "", *(f"- {title}: {text}" for title, text in described.items()), ""]
     return lines + galleries + ([""] if galleries else []) + page.provenance([u for u, _ in panels])
 
 
