@@ -77,7 +77,7 @@ def test_report_cells_come_from_the_runs(smoke):
         label = f"**{name}**" if row["lr"] is None else name
         assert re.search(rf"^\| quadratics \| {re.escape(label)} \| [^|]+ \| [^|]+ \| \**{re.escape(final)}\** \|", page, re.M), name
     assert "![neural art: every optimizer's image](smoke/art-eval-images.png)" in page
-    assert "\nOptimizee: neural art 16×16, style ihc.png, features: random_shallow" in page   # its run's description
+    assert "\nOptimizee: neural art 16×16, style ihc.png, features: cifar_vgg" in page   # from its run
     for figure in ("quadratics-every-architecture.png", "architecture-sweep.png", "art-eval-images.png"):
         assert (smoke / "docs/results/smoke" / figure).is_file()
     assert "`smoke:mnist/eval`: `l2o-eval experiment=mnist" in page and "2 cores" in page
