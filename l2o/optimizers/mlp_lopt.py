@@ -43,7 +43,7 @@ from l2o import checks
 from l2o.errors import L2OError
 from l2o.layout import Layout
 from l2o.optimizers.base import OptimizerNet, State
-from l2o.optimizers.parts import StepFeatures, fan_in_factors, warmup_factor
+from l2o.optimizers.parts import StepFeatures, shrink_wide, warmup_factor
 
 
 class MLPLOpt(OptimizerNet):
@@ -152,13 +152,7 @@ class MLPLOpt(OptimizerNet):
         out = torch.addmm(torch.addmm(self.out_bias, self.out_weight, h), self.skip, x)
         direction, magnitude = out[0], out[1]
         update = torch.tanh(direction) * torch.exp(torch.tanh(magnitude) * self.magnitude_range) * self._scale(step)
-        segments = fan_in_factors(layout, self.fan_in_ref)
-        if segments:
-            scale = torch.ones_like(update)
-            for start, end, factor in segments:
-                scale[start:end] = factor
-            update = update * scale
-        return update.view_as(grad), new_state
+        return shrink_wide(update, layout, self.fan_in_ref).view_as(grad), new_state
 
     @torch.no_grad()
     def update_(self, grad: Tensor, state: State, layout: Layout, loss: Tensor | None = None,
@@ -203,8 +197,7 @@ class MLPLOpt(OptimizerNet):
             torch.mm(torch.cat((self.out_weight[:, : 1 + k] + skip_x, bias), 1), block, out=out)
         direction, magnitude = out[0], out[1]
         magnitude.tanh_().mul_(self.magnitude_range).exp_().mul_(self._scale(step))
-        for start, end, factor in fan_in_factors(layout, self.fan_in_ref):
-            magnitude[start:end].mul_(factor)
+        shrink_wide(magnitude, layout, self.fan_in_ref, in_place=True)
         return direction.tanh_().mul_(magnitude)
 
     def _work_views(self, n: int, rows: int, like: Tensor) -> tuple[Tensor, Tensor]:

@@ -11,7 +11,7 @@
   always been 0 then never moves (a plain net's biases move it every step). It doubles the
   compute. `CoordinatewiseLSTM` and its subclasses take both as `odd` and `time_scales`; `Odd`
   wraps any other coordinatewise net (a user's own).
-- `fan_in_factors` / `warmup_factor` / `Scaled(net)`: steps shrunk on wide tensors by
+- `shrink_wide` / `warmup_factor` / `Scaled(net)`: steps shrunk on wide tensors by
   fan_in_ref / fan_in (µP's rule for Adam's learning rate) and grown linearly over a warm-up.
   A net meta-trained on small layers learns step sizes that move a wide layer's pre-activations
   fan_in times further; and at step 0 a net whose inputs are normalized moments sees ±1 on every
@@ -128,6 +128,22 @@ def fan_in_factors(layout: Layout, fan_in_ref: float | None) -> tuple[tuple[int,
     return tuple(ranges)
 
 
+def shrink_wide(update: Tensor, layout: Layout, fan_in_ref: float | None, in_place: bool = False) -> Tensor:
+    """`update` × fan_in_ref / fan_in on the coordinates of every tensor whose fan-in exceeds
+    fan_in_ref (`fan_in_factors`); `in_place` overwrites it (no autograd)."""
+    ranges = fan_in_factors(layout, fan_in_ref)
+    if in_place:
+        for start, end, factor in ranges:
+            update[start:end].mul_(factor)
+        return update
+    if not ranges:
+        return update
+    scale = torch.ones_like(update)
+    for start, end, factor in ranges:
+        scale[start:end] = factor
+    return update * scale
+
+
 def warmup_factor(step: int, warmup: int | None) -> float:
     """min(1, (step + 1) / warmup) at optimizee step `step`; 1 without a warm-up."""
     return min(1.0, (step + 1) / warmup) if warmup else 1.0
@@ -164,19 +180,10 @@ class Scaled(OptimizerNet):
 
     def scale(self, update: Tensor, layout: Layout, step: int, in_place: bool = False) -> Tensor:
         """`update` times the warm-up and fan-in factors; `in_place` overwrites it (no autograd)."""
-        factor, ranges = warmup_factor(step, self.warmup), fan_in_factors(layout, self.fan_in_ref)
-        if in_place:
-            if factor != 1.0:
-                update.mul_(factor)
-            for start, end, shrink in ranges:
-                update[start:end].mul_(shrink)
-            return update
-        if not ranges:
-            return update * factor if factor != 1.0 else update
-        scale = torch.full_like(update, factor)
-        for start, end, shrink in ranges:
-            scale[start:end] = factor * shrink
-        return update * scale
+        factor = warmup_factor(step, self.warmup)
+        if factor != 1.0:
+            update = update.mul_(factor) if in_place else update * factor
+        return shrink_wide(update, layout, self.fan_in_ref, in_place)
 
     def update(self, grad: Tensor, state: State, layout: Layout, loss: Tensor | None = None,
                step: int = 0) -> tuple[Tensor, State]:
