@@ -50,6 +50,7 @@ def test_smoke_runs_every_unit_and_records_where_and_how_long(smoke):
         record = json.loads((unit / "unit.json").read_text())
         (session,) = record["sessions"]
         assert session["status"] == "COMPLETED" and session["seconds"] > 0 and session["machine"]["cores"] >= 1
+        assert 0 < session["cpu_seconds"] == record["cpu_seconds"]
         assert (unit / ("result.json" if unit.name.startswith("train") else "summary.json")).is_file()
     status = study("status", "smoke", cwd=smoke).stdout
     assert "smoke: 21 done, 0 running, 0 partial, 0 missing of 21 units" in status
@@ -209,7 +210,7 @@ def test_a_stopped_unit_resumes(tmp_path):
 
     started = (datetime.now(timezone.utc) - timedelta(seconds=50)).isoformat(timespec="seconds")
     (run / "running.json").write_text(json.dumps({"pid": 2**22 + 12345, "host": platform.node(), "started": started,
-                                                  "threads": 3}))
+                                                  "threads": 3, "cpu_seconds": 7.5}))
     study("run", "mine", f"--config-dir={conf}", "threads=1", cwd=tmp_path)
     record = json.loads((run / "unit.json").read_text())
     first, stopped, resumed = record["sessions"]
@@ -217,6 +218,8 @@ def test_a_stopped_unit_resumes(tmp_path):
     assert resumed["threads"] == 1   # the job's threads=, not torch's count before the job sets it
     assert 0 < stopped["seconds"] <= 51 and resumed["status"] == "COMPLETED" and (run / "result.json").is_file()
     assert record["wall_seconds"] == pytest.approx(sum(s["seconds"] for s in record["sessions"]))
+    assert stopped["cpu_seconds"] == 7.5 and first["cpu_seconds"] > 0 and resumed["cpu_seconds"] > 0   # its marker's last beat
+    assert record["cpu_seconds"] == pytest.approx(sum(s["cpu_seconds"] for s in record["sessions"]))
     assert yaml.safe_load((run / ".hydra/overrides.yaml").read_text())[-2:] == ["resume=true", "threads=1"]
 
 
@@ -298,3 +301,29 @@ def test_an_option_added_with_a_null_default_does_not_invalidate_older_runs():
     assert differences(saved, {"optimizer": {"lr": 0.01, "warmup": 30}}) == ["optimizer.warmup: '<absent>' -> 30"]
     assert differences({"optimizer": {"warmup": 30}}, {"optimizer": {}}) == ["optimizer.warmup: 30 -> '<absent>'"]
     assert differences({"optimizer": {"warmup": None}}, {"optimizer": {"warmup": 30}}) == ["optimizer.warmup: None -> 30"]
+
+
+def test_a_running_unit_keeps_its_cpu_time_in_its_marker(tmp_path, monkeypatch):
+    """The marker is what a killed session's record is made from: its CPU time must be kept current."""
+    import time
+    from types import SimpleNamespace
+
+    from omegaconf import OmegaConf
+
+    from l2o.study import record
+
+    monkeypatch.setattr(record, "HEARTBEAT_SECONDS", 0.05)
+    config = OmegaConf.create({"threads": 1, "hydra": {"runtime": {"output_dir": str(tmp_path)}, "output_subdir": None,
+                                                       "launcher": {"_target_": "x.BasicLauncher"}}})
+    callback = record.UnitRecord()
+    callback.on_job_start(config)
+    marker = lambda: json.loads((tmp_path / record.RUNNING).read_text())  # noqa: E731
+    assert marker()["cpu_seconds"] < 0.5
+    end = time.process_time() + 0.6
+    while time.process_time() < end:   # burn CPU time
+        pass
+    time.sleep(0.2)                    # a beat or more
+    assert marker()["cpu_seconds"] >= 0.5
+    callback.on_job_end(config, SimpleNamespace(status=SimpleNamespace(name="COMPLETED")))
+    (session,) = json.loads((tmp_path / "unit.json").read_text())["sessions"]
+    assert session["cpu_seconds"] >= 0.6 and not (tmp_path / record.RUNNING).exists()

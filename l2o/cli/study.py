@@ -82,10 +82,11 @@ def cmd_list(args: argparse.Namespace, opts: dict[str, str]) -> int:
 
 def _status_lines(units: list[Unit], config_dirs: tuple[str, ...]) -> list[str]:
     composed = compose_configs([u for u in units if state(u).status != "missing"], config_dirs)
-    lines = [f"{'unit':<36} {'cli':<5} {'status':<8} {'wall time':>10} {'estimate':>9}  run dir"]
+    lines = [f"{'unit':<36} {'cli':<5} {'status':<8} {'wall time':>10} {'CPU time':>10} {'estimate':>9}  run dir"]
     for u in units:
         st = state(u)
         wall = f"{st.seconds / 60:.1f} min" if st.seconds else "–"
+        cpu = f"{st.cpu_seconds / 60:.1f} min" if st.cpu_seconds is not None else "–"
         est = f"~{u.minutes:g} min" if u.minutes is not None else "?"
         status = st.status
         if u.key in composed:
@@ -93,7 +94,7 @@ def _status_lines(units: list[Unit], config_dirs: tuple[str, ...]) -> list[str]:
                 check_configs([u], composed)
             except L2OError:
                 status += " (config or φ differs: refused)"
-        lines.append(f"{u.label:<36} {u.cli:<5} {status:<8} {wall:>10} {est:>9}  {u.run_dir}")
+        lines.append(f"{u.label:<36} {u.cli:<5} {status:<8} {wall:>10} {cpu:>10} {est:>9}  {u.run_dir}")
     return lines
 
 

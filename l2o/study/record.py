@@ -1,12 +1,15 @@
 """What a results page says about how a number was made: each session of a unit, with its wall time,
-the machine (CPU model, cores, GPU) and the date, kept in `<run dir>/unit.json` by a Hydra
-callback that `l2o-study run` adds to every job."""
+CPU time, the machine (CPU model, cores, GPU) and the date, kept in `<run dir>/unit.json` by a Hydra
+callback that `l2o-study run` adds to every job. Wall time alone misleads when units share the
+cores (two units on 2 cores take twice as long each); CPU time is what the study's estimates are."""
 from __future__ import annotations
 
 import json
 import os
 import platform
+import resource
 import subprocess
+import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -58,19 +61,27 @@ def git_commit() -> str | None:
         return None
 
 
-RUNNING = "running.json"   # in a unit's run directory while a job runs it: {pid, host, started}
+RUNNING = "running.json"   # in a unit's run directory while a job runs it: {pid, host, started, cpu_seconds, ...}
+HEARTBEAT_SECONDS = 60.0   # how often the marker's cpu_seconds is brought up to date while a job runs
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process (all its threads) and of its children that have ended."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
 
 
 class UnitRecord(Callback):
-    """Appends one session per job to unit.json (wall_seconds: their sum, across resumed sessions),
-    and marks the run directory as running meanwhile. A session that was killed (its marker left
-    behind by a dead process) is recorded when the unit next starts, as STOPPED, lasting until the
-    last file it wrote: long units are stopped and resumed, and their time must not vanish."""
+    """Appends one session per job to unit.json (wall_seconds, cpu_seconds: their sums, across resumed
+    sessions), and marks the run directory as running meanwhile. A session that was killed (its
+    marker left behind by a dead process) is recorded when the unit next starts, as STOPPED, lasting
+    until the last file it wrote, with the CPU time its marker last recorded (the marker is rewritten
+    every HEARTBEAT_SECONDS): long units are stopped and resumed, and their time must not vanish."""
 
     def on_job_start(self, config: Any, **kwargs: Any) -> None:
         import torch
 
-        self._start = time.perf_counter()
+        self._start, self._cpu_start = time.perf_counter(), cpu_seconds()
         out = Path(config.hydra.runtime.output_dir)
         out.mkdir(parents=True, exist_ok=True)
         subdir = config.hydra.output_subdir   # Hydra rewrote its config files there just now
@@ -83,12 +94,31 @@ class UnitRecord(Callback):
                          "threads": config.get("threads") or torch.get_num_threads(),   # the job sets threads= after this
                          "jobs_at_once": launcher.get("n_jobs") or launcher.get("array_parallelism") or 1,
                          "launcher": str(launcher.get("_target_", "")).rsplit(".", 1)[-1]}
-        atomic_write_text(out / RUNNING, json.dumps({"pid": os.getpid(), "host": platform.node(), **self._session}))
+        self._marker = {"pid": os.getpid(), "host": platform.node(), **self._session}
+        self._write_marker(out)
+        self._stop = threading.Event()
+        self._beat = threading.Thread(target=self._heartbeat, args=(out,), daemon=True, name="l2o-unit-record")
+        self._beat.start()
+
+    def _cpu(self) -> float:
+        return round(cpu_seconds() - self._cpu_start, 3)
+
+    def _write_marker(self, out: Path) -> None:
+        atomic_write_text(out / RUNNING, json.dumps({**self._marker, "cpu_seconds": self._cpu()}))
+
+    def _heartbeat(self, out: Path) -> None:
+        while not self._stop.wait(HEARTBEAT_SECONDS):
+            try:
+                self._write_marker(out)
+            except OSError:   # a full disk must not kill the job; the session's end still records its time
+                pass
 
     def on_job_end(self, config: Any, job_return: Any, **kwargs: Any) -> None:
         out = Path(config.hydra.runtime.output_dir)
+        self._stop.set()
+        self._beat.join()
         _append(out / "unit.json", {**self._session, "seconds": round(time.perf_counter() - self._start, 3),
-                                    "status": job_return.status.name})
+                                    "cpu_seconds": self._cpu(), "status": job_return.status.name})
         (out / RUNNING).unlink(missing_ok=True)
 
 
@@ -96,6 +126,11 @@ def _append(path: Path, session: dict[str, Any]) -> None:
     record = json.loads(path.read_text()) if path.is_file() else {"sessions": []}
     record["sessions"].append(session)
     record["wall_seconds"] = round(sum(s["seconds"] for s in record["sessions"]), 3)
+    cpu = [s.get("cpu_seconds") for s in record["sessions"]]
+    if None in cpu:   # a session recorded before CPU time was: the sum would be too low
+        record.pop("cpu_seconds", None)
+    else:
+        record["cpu_seconds"] = round(sum(cpu), 3)
     atomic_write_text(path, json.dumps(record, indent=2) + "\n")
 
 

@@ -87,6 +87,8 @@ class Page:
             dates = sorted({s["started"][:10] for s in sessions if s.get("started")})
             when = (dates[0] if len(dates) == 1 else f"{dates[0]} to {dates[-1]}") if dates else "date not recorded"
             secs = f", {_duration(st.seconds)}" if st.seconds else ""
+            if st.seconds and st.cpu_seconds is not None:
+                secs += f" ({_duration(st.cpu_seconds)} of CPU time)"
             lines.append(f"- `{u.label}`: `{u.command()}` ({'; '.join(machines) or 'machine not recorded'}; {when}{secs})")
         return lines
 

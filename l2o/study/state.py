@@ -24,6 +24,11 @@ class State:
     seconds: float | None        # wall time of the unit's sessions so far (unit.json, else result.json)
     record: dict[str, Any]       # unit.json: sessions, each with its machine and date
 
+    @property
+    def cpu_seconds(self) -> float | None:
+        """CPU time of the unit's sessions so far; None when one of them was recorded without it."""
+        return self.record.get("cpu_seconds")
+
 
 def has_work(unit: Unit) -> bool:
     d = unit.run_dir
