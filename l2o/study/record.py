@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import resource
 import subprocess
 import threading
 import time
@@ -66,7 +65,12 @@ HEARTBEAT_SECONDS = 60.0   # how often the marker's cpu_seconds is brought up to
 
 
 def cpu_seconds() -> float:
-    """CPU time of this process (all its threads) and of its children that have ended."""
+    """CPU time of this process (all its threads) and of its children that have ended (where the
+    platform reports them: not on Windows)."""
+    try:
+        import resource
+    except ImportError:
+        return time.process_time()
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     return time.process_time() + children.ru_utime + children.ru_stime
 
