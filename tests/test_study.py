@@ -62,6 +62,9 @@ def test_second_run_does_no_work(smoke):
     before = {p: p.stat().st_mtime_ns for p in (smoke / "outputs/study").rglob("*") if p.is_file()}
     proc = study("run", "smoke", cwd=smoke)
     assert "all 21 units done" in proc.stdout and "wave" not in proc.stdout
+    restored = clone / "outputs/study/cpu/smoke/quadratic/eval"
+    assert (restored / "curves.csv").read_bytes() == (smoke / "outputs/study/cpu/smoke/quadratic/eval/curves.csv").read_bytes()
+    assert not list(restored.rglob("*.gz"))
     assert before == {p: p.stat().st_mtime_ns for p in (smoke / "outputs/study").rglob("*") if p.is_file()}
 
 
@@ -135,7 +138,8 @@ def test_the_record_restores_lost_run_directories(smoke, tmp_path):
     status, run and report go on from the record, and the regenerated page is the same."""
     study("report", "smoke", "out=docs/results", "readme=", cwd=smoke)
     record = smoke / "docs/results/runs/cpu/smoke"
-    assert (record / "quadratic/train/checkpoints/best.pt").is_file() and (record / "quadratic/eval/curves.csv").is_file()
+    assert (record / "quadratic/train/checkpoints/best.pt").is_file() and (record / "quadratic/eval/curves.csv.gz").is_file()
+    assert not list(record.rglob("*.csv"))   # kept gzipped
     assert not list(record.rglob("last.pt")) and not list(record.rglob("*.pt.tmp"))
     assert not [p for p in (record / "quadratic/eval/partial").iterdir() if p.is_dir()]   # no per-problem store
     page = (smoke / "docs/results/smoke.md").read_text()
@@ -147,6 +151,9 @@ def test_the_record_restores_lost_run_directories(smoke, tmp_path):
     assert "restored from the record" in proc.stderr
     proc = study("run", "smoke", cwd=clone)
     assert "all 21 units done" in proc.stdout and "wave" not in proc.stdout
+    restored = clone / "outputs/study/cpu/smoke/quadratic/eval"
+    assert (restored / "curves.csv").read_bytes() == (smoke / "outputs/study/cpu/smoke/quadratic/eval/curves.csv").read_bytes()
+    assert not list(restored.rglob("*.gz"))
     study("report", "smoke", "out=docs/results", "readme=", cwd=clone)
     assert (clone / "docs/results/smoke.md").read_text() == page
 
