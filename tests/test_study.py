@@ -227,6 +227,60 @@ def test_a_stopped_unit_resumes(tmp_path):
     assert yaml.safe_load((run / ".hydra/overrides.yaml").read_text())[-2:] == ["resume=true", "threads=1"]
 
 
+@pytest.mark.smoke
+def test_a_stopped_unit_travels_in_the_record_and_resumes_on_a_fresh_clone(tmp_path):
+    """A machine that is not kept (a new VM each session) loses its run directories: a stopped unit's
+    work goes into the record, and a fresh clone resumes it where it stopped instead of starting over."""
+    conf = _user_study(tmp_path, f"""
+        units:
+          t: {{cli: train, overrides: {TINY}]}}
+          e: {{cli: eval, overrides: [experiment=quadratic, 'checkpoint={REPO}/l2o/pretrained/quadratic.pt', num_test=2,
+                                      chunk_problems=1, steps=6, tuning.num=2, tuning.num_problems=2, progress=false]}}
+        report: {{title: mine, sections: [{{title: e, panels: [{{unit: e}}]}}]}}
+        """)
+    first, clone = tmp_path / "first", tmp_path / "clone"
+    first.mkdir()
+    args = ("mine", f"--config-dir={conf}", "out=docs/results", "readme=")
+    study("run", *args[:2], cwd=first)
+    t, e = (first / "outputs/study/cpu/mine" / n for n in ("t", "e"))
+    finished = json.loads((e / "summary.json").read_text())
+    # both stopped part-way by a process that died: no result, SGD's second problem not done
+    (t / "result.json").unlink()
+    (e / "summary.json").unlink()
+    (e / "partial/sgd/00001.pt").unlink()
+    kept_chunk = (e / "partial/sgd/00000.pt").read_bytes()
+    from datetime import datetime, timedelta, timezone
+    import platform
+
+    started = (datetime.now(timezone.utc) - timedelta(seconds=30)).isoformat(timespec="seconds")
+    (e / "running.json").write_text(json.dumps({"pid": 2**22 + 12345, "host": platform.node(), "started": started,
+                                                "cpu_seconds": 4.5}))
+    proc = study("report", *args, cwd=first)
+    assert "recorded 0 finished unit(s) and 2 stopped one(s) (mine:t, mine:e)" in proc.stdout
+    record = first / "docs/results/runs/cpu/mine"
+    assert (record / "t/checkpoints/last.pt").is_file() and (record / "e/partial/sgd/00000.pt").is_file()
+    assert not list(record.rglob("running.json"))
+    sessions = json.loads((record / "e/unit.json").read_text())["sessions"]
+    assert sessions[-1]["status"] == "STOPPED" and sessions[-1]["cpu_seconds"] == 4.5
+
+    shutil.copytree(first / "docs", clone / "docs")   # the fresh clone: the record, no run directories
+    proc = study("status", *args[:2], cwd=clone)
+    assert "mine:t (stopped: it resumes), mine:e (stopped: it resumes)" in proc.stderr
+    assert "0 done, 0 running, 2 partial, 0 missing of 2 units" in proc.stdout
+    study("run", *args[:2], cwd=clone)
+    t2, e2 = (clone / "outputs/study/cpu/mine" / n for n in ("t", "e"))
+    assert (t2 / "result.json").is_file() and (e2 / "partial/sgd/00001.pt").is_file()
+    assert (e2 / "partial/sgd/00000.pt").read_bytes() == kept_chunk   # resumed, not redone
+    assert yaml.safe_load((e2 / ".hydra/overrides.yaml").read_text())[-1] == "resume=true"
+    resumed = json.loads((e2 / "summary.json").read_text())
+    assert resumed["optimizers"] == finished["optimizers"]   # the same results as the run that was never stopped
+    sessions = json.loads((e2 / "unit.json").read_text())["sessions"]
+    assert [s["status"] for s in sessions] == ["COMPLETED", "STOPPED", "COMPLETED"]
+    proc = study("report", *args, cwd=clone)   # finished now: its finished record replaces the stopped one
+    assert "recorded 2 finished unit(s) in" in proc.stdout
+    assert not list((clone / "docs/results/runs/cpu/mine").rglob("last.pt"))
+
+
 @pytest.mark.parametrize("text, message", [
     ("units: {a: {cli: fit}}", "cli='fit' must be one of"),
     ("units: {a: {cli: eval, overrides: [steps=3]}}", "an eval unit needs checkpoint"),

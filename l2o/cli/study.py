@@ -15,9 +15,10 @@ of unit names, e.g. units='mnist/*': those units and the ones they need); report
 readme=FILE (default README.md: its table between the study's markers is rewritten).
 
 The record: `report` also copies every finished unit's small files (tables, curves, config, trained φ)
-to records=DIR (default OUT/runs: docs/results/runs), to commit with the page; run, status and report
-restore a unit whose run directory is missing from it, so a fresh clone regenerates the page and
-continues the study where the record left off. records=none ignores the record: everything runs again.
+to records=DIR (default OUT/runs: docs/results/runs), to commit with the page, and every stopped unit's
+work so far (what resume=true needs); run, status and report restore a unit whose run directory is
+missing from it, so a fresh clone regenerates the page and continues the study where the record left
+off, stopped units included. records=none ignores the record: everything runs again.
 """
 from __future__ import annotations
 
@@ -129,9 +130,11 @@ def cmd_report(args: argparse.Namespace, opts: dict[str, str]) -> int:
     units = resolver.closure(args.study)
     _restore(units, opts, args)
     if _records(opts) is not None:
-        kept = records.keep(units, _records(opts))
-        print(f"l2o-study: recorded {len(kept)} finished unit(s) in {_records(opts) / opts['size']}/ "
-              "(commit it with the page: a fresh clone regenerates the page and continues the study from it)")
+        done, stopped = records.keep(units, _records(opts))
+        print(f"l2o-study: recorded {len(done)} finished unit(s)"
+              + (f" and {len(stopped)} stopped one(s) ({', '.join(u.label for u in stopped)})" if stopped else "")
+              + f" in {_records(opts) / opts['size']}/ (commit it with the page: a fresh clone regenerates the page "
+              "and continues the study from it)")
     path = report.write(resolver, args.study, Path(opts["out"]), readme, _records(opts))
     print(f"l2o-study: wrote {path} (figures in {path.with_suffix('')}/)")
     return 0

@@ -89,9 +89,9 @@ class UnitRecord(Callback):
         out = Path(config.hydra.runtime.output_dir)
         out.mkdir(parents=True, exist_ok=True)
         subdir = config.hydra.output_subdir   # Hydra rewrote its config files there just now
-        stopped = _stopped_session(out, out / subdir if subdir else None)
+        stopped = stopped_session(out, out / subdir if subdir else None)
         if stopped is not None:
-            _append(out / "unit.json", stopped)
+            append_session(out / "unit.json", stopped)
         launcher = config.hydra.launcher
         self._session = {"started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
                          "commit": git_commit(),
@@ -121,12 +121,12 @@ class UnitRecord(Callback):
         out = Path(config.hydra.runtime.output_dir)
         self._stop.set()
         self._beat.join()
-        _append(out / "unit.json", {**self._session, "seconds": round(time.perf_counter() - self._start, 3),
+        append_session(out / "unit.json", {**self._session, "seconds": round(time.perf_counter() - self._start, 3),
                                     "cpu_seconds": self._cpu(), "status": job_return.status.name})
         (out / RUNNING).unlink(missing_ok=True)
 
 
-def _append(path: Path, session: dict[str, Any]) -> None:
+def append_session(path: Path, session: dict[str, Any]) -> None:
     record = json.loads(path.read_text()) if path.is_file() else {"sessions": []}
     record["sessions"].append(session)
     record["wall_seconds"] = round(sum(s["seconds"] for s in record["sessions"]), 3)
@@ -138,7 +138,7 @@ def _append(path: Path, session: dict[str, Any]) -> None:
     atomic_write_text(path, json.dumps(record, indent=2) + "\n")
 
 
-def _stopped_session(run_dir: Path, skip: Path | None = None) -> dict[str, Any] | None:
+def stopped_session(run_dir: Path, skip: Path | None = None) -> dict[str, Any] | None:
     """The session a dead process left its marker for: from its start to the last file written in
     the run directory (outside `skip`). None when there is no such marker (or it has no start time)."""
     marker_path = run_dir / RUNNING

@@ -11,6 +11,12 @@ keeps its tables and curves, not its per-problem store (`partial/`), so an evalu
 restored one in `baselines_from=` tunes its baselines again instead of copying them. Curves are kept
 gzipped (`curves.csv.gz`; a 10,000-step evaluation's curves.csv is ~5.5 MB, ~2 MB gzipped), so that
 no file of a record is one a repository should not hold.
+
+A stopped unit (killed part-way, no process running it) is recorded too, with what `resume=true`
+needs: a training's `checkpoints/last.pt`, an evaluation's per-problem store so far, and its killed
+session (as STOPPED, with the CPU time its marker held). Restored on another machine, it is partial
+there and `run` continues it: a study whose units outlast one session on a machine that is not
+kept (a cloud VM, a SLURM allocation's scratch) still gets done. Its finished record replaces it.
 """
 from __future__ import annotations
 
@@ -20,12 +26,14 @@ import sys
 from pathlib import Path
 from typing import Iterable
 
+from l2o.study.record import append_session, stopped_session
 from l2o.study.spec import Unit
-from l2o.study.state import RESULT, changed_checkpoints, compose_configs, differences, state
+from l2o.study.state import RESULT, changed_checkpoints, compose_configs, differences, has_work, state
 
 KEPT = ("unit.json", "result.json", "summary.json", "summary.md", "curves.csv", "images.png",
         ".hydra/config.yaml", ".hydra/overrides.yaml", "partial/meta.json", "partial/tuning.json")
 KEPT_GLOBS = ("checkpoints/best*.pt",)
+RESUME = {"train": ("checkpoints/last.pt", "checkpoints/last.prev.pt"), "eval": ("partial/*/*.pt",)}   # a stopped unit's too
 MAX_BYTES = 4 * 2**20   # a larger file is left out of the record (and said so): the record is committed
 GZIPPED = (".csv",)     # kept as NAME.gz in the record, unpacked again when a run directory is restored
 
@@ -34,22 +42,36 @@ def record_dir(unit: Unit, records: Path) -> Path:
     return records / unit.size / unit.study / unit.name
 
 
-def kept_files(run_dir: Path) -> list[Path]:
+def kept_files(run_dir: Path, globs: tuple[str, ...] = KEPT_GLOBS) -> list[Path]:
     files = [run_dir / f for f in KEPT if (run_dir / f).is_file()]
-    return files + sorted(p for g in KEPT_GLOBS for p in run_dir.glob(g) if p.is_file())
+    return files + sorted({p for g in globs for p in run_dir.glob(g) if p.is_file()})
 
 
-def keep(units: Iterable[Unit], records: Path) -> list[Unit]:
-    """Copy each finished unit's kept files into its record (replacing an older record); the units
-    recorded."""
-    out = []
+def is_stopped(record: Path, cli: str) -> bool:
+    """A record of a stopped unit: work to resume, no result."""
+    return not (record / RESULT[cli]).is_file() and any(record.glob(g) for g in RESUME[cli])
+
+
+def keep(units: Iterable[Unit], records: Path) -> tuple[list[Unit], list[Unit]]:
+    """Copy each finished unit's kept files into its record (replacing an older record), and each
+    stopped one's kept and resume files (never over a finished record); the units recorded,
+    finished and stopped."""
+    done, stopped = [], []
     for unit in units:
-        if state(unit).status != "done":
-            continue
+        status = state(unit).status
         target = record_dir(unit, records)
+        if status == "partial" and has_work(unit) and not (target / RESULT[unit.cli]).is_file():
+            files = kept_files(unit.run_dir, KEPT_GLOBS + RESUME[unit.cli])
+            stopped.append(unit)
+        elif status == "done":
+            files = kept_files(unit.run_dir)
+            done.append(unit)
+        else:
+            continue
         staging = target.with_name(target.name + ".new")
         shutil.rmtree(staging, ignore_errors=True)
-        for src in kept_files(unit.run_dir):
+        staging.mkdir(parents=True)
+        for src in files:
             dst = staging / src.relative_to(unit.run_dir)
             dst.parent.mkdir(parents=True, exist_ok=True)
             if src.suffix in GZIPPED:
@@ -62,19 +84,23 @@ def keep(units: Iterable[Unit], records: Path) -> list[Unit]:
                 print(f"l2o-study: {unit.label}: {dst.relative_to(staging)} ({dst.stat().st_size / 2**20:.0f} MB) "
                       "is too large for the record; left out", file=sys.stderr)
                 dst.unlink()
+        killed = stopped_session(unit.run_dir, unit.run_dir / ".hydra") if status == "partial" else None
+        if killed is not None:   # the session its dead marker tells of (the marker itself stays out of the record)
+            append_session(staging / "unit.json", killed)
         shutil.rmtree(target, ignore_errors=True)
         staging.rename(target)
-        out.append(unit)
-    return out
+    return done, stopped
 
 
 def restore(units: Iterable[Unit], records: Path, config_dirs: tuple[str, ...] = ()) -> list[Unit]:
-    """Recreate each unit's missing run directory from its record; the units restored. A run
-    directory that exists (holding anything: a stopped run, another config) is never touched, and a
-    record made with another composed config than the unit's now is left where it is (and said so)."""
+    """Recreate each unit's missing run directory from its record (a stopped unit's too: it is
+    partial here then); the units restored. A run directory that exists (holding anything: a stopped
+    run, another config) is never touched, and a record made with another composed config than the
+    unit's now is left where it is (and said so)."""
     import yaml
 
-    candidates = [u for u in units if not u.run_dir.exists() and (record_dir(u, records) / RESULT[u.cli]).is_file()]
+    candidates = [u for u in units if not u.run_dir.exists() and ((record_dir(u, records) / RESULT[u.cli]).is_file()
+                                                                  or is_stopped(record_dir(u, records), u.cli))]
     composed = compose_configs(candidates, config_dirs) if candidates else {}
     out = []
     for unit in candidates:
@@ -96,5 +122,6 @@ def restore(units: Iterable[Unit], records: Path, config_dirs: tuple[str, ...] =
         staging.rename(unit.run_dir)
         out.append(unit)
     if out:
-        print(f"l2o-study: restored from the record in {records}: {', '.join(u.label for u in out)}", file=sys.stderr)
+        labels = [u.label + (" (stopped: it resumes)" if state(u).status == "partial" else "") for u in out]
+        print(f"l2o-study: restored from the record in {records}: {', '.join(labels)}", file=sys.stderr)
     return out
