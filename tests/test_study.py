@@ -241,6 +241,8 @@ def test_a_stopped_unit_travels_in_the_record_and_resumes_on_a_fresh_clone(tmp_p
     first, clone = tmp_path / "first", tmp_path / "clone"
     first.mkdir()
     args = ("mine", f"--config-dir={conf}", "out=docs/results", "readme=")
+    proc = study("status", *args[:2], cwd=first)   # no record at all: nothing to restore, nothing said
+    assert "0 done, 0 running, 0 partial, 2 missing" in proc.stdout and "record" not in proc.stderr, proc.stderr
     study("run", *args[:2], cwd=first)
     t, e = (first / "outputs/study/cpu/mine" / n for n in ("t", "e"))
     finished = json.loads((e / "summary.json").read_text())

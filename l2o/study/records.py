@@ -49,7 +49,7 @@ def kept_files(run_dir: Path, globs: tuple[str, ...] = KEPT_GLOBS) -> list[Path]
 
 def is_stopped(record: Path, cli: str) -> bool:
     """A record of a stopped unit: work to resume, no result."""
-    return not (record / RESULT[cli]).is_file() and any(record.glob(g) for g in RESUME[cli])
+    return not (record / RESULT[cli]).is_file() and any(p.is_file() for g in RESUME[cli] for p in record.glob(g))
 
 
 def keep(units: Iterable[Unit], records: Path) -> tuple[list[Unit], list[Unit]]:
