@@ -323,6 +323,17 @@ def test_references_become_paths_and_order_the_units(tmp_path):
         Resolver("cpu", tmp_path, (str(cyclic),)).closure("mine")
 
 
+def test_an_absolute_root_inside_the_working_directory_gives_the_relative_paths(tmp_path, monkeypatch):
+    """Units' paths go into their composed configs: root=$PWD/outputs/study and the default root must
+    give the same ones, or a record made with one is refused by a clone run with the other."""
+    conf = _user_study(tmp_path, "units: {tr: {cli: train}, ev: {cli: eval, checkpoint: tr}}")
+    monkeypatch.chdir(tmp_path)
+    for root in (tmp_path / "outputs/study", Path("outputs/study")):
+        assert Resolver("cpu", root, (str(conf),)).unit("mine", "ev").overrides == ["checkpoint=outputs/study/cpu/mine/tr"]
+    outside = tmp_path.parent / "elsewhere"
+    assert Resolver("cpu", outside, (str(conf),)).unit("mine", "ev").overrides == [f"checkpoint={outside}/cpu/mine/tr"]
+
+
 @pytest.mark.smoke
 def test_every_shipped_study_resolves_and_composes():
     from l2o.study.spec import available

@@ -178,6 +178,18 @@ def _split_ref(value: str, study: str) -> tuple[str, str, str]:
     return other or study, unit, file
 
 
+def _relative(root: Path) -> Path:
+    """An absolute root inside the working directory, as the relative path it is: the units' paths
+    (checkpoint=, baselines_from=, ...) go into their composed configs, and a record made with
+    root=$PWD/outputs/study must restore in a clone run with the default root, and vice versa."""
+    if root.is_absolute():
+        try:
+            return root.relative_to(Path.cwd())
+        except ValueError:
+            pass
+    return root
+
+
 class Resolver:
     """Turns studies' units into runnable `Unit`s for one size and root, following `ref:`s and the
     references between units (loading the other studies they name)."""
@@ -185,7 +197,7 @@ class Resolver:
     def __init__(self, size: str, root: Path, config_dirs: tuple[str, ...] = ()):
         if size not in SIZES:
             raise L2OError(f"size={size!r} is unknown; allowed: {', '.join(SIZES)}.")
-        self.size, self.root, self.config_dirs = size, Path(root), tuple(config_dirs)
+        self.size, self.root, self.config_dirs = size, _relative(Path(root)), tuple(config_dirs)
         self.studies: dict[str, Study] = {}
         self.cache: dict[tuple[str, str], Unit] = {}
         self.resolving: list[tuple[str, str]] = []   # the units being resolved: a reference back to one is a cycle
