@@ -122,7 +122,7 @@ class UnitRecord(Callback):
         self._stop.set()
         self._beat.join()
         append_session(out / "unit.json", {**self._session, "seconds": round(time.perf_counter() - self._start, 3),
-                                    "cpu_seconds": self._cpu(), "status": job_return.status.name})
+                                           "cpu_seconds": self._cpu(), "status": job_return.status.name})
         (out / RUNNING).unlink(missing_ok=True)
 
 
