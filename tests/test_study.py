@@ -261,7 +261,7 @@ def test_a_stopped_unit_travels_in_the_record_and_resumes_on_a_fresh_clone(tmp_p
     assert "recorded 0 finished unit(s) and 2 stopped one(s) (mine:t, mine:e)" in proc.stdout
     record = first / "docs/results/runs/cpu/mine"
     assert (record / "t/checkpoints/last.pt").is_file() and (record / "e/partial/sgd/00000.pt").is_file()
-    assert not list(record.rglob("running.json"))
+    assert not list(record.rglob("running.json")) and not list(record.rglob("curves.csv*"))
     sessions = json.loads((record / "e/unit.json").read_text())["sessions"]
     assert sessions[-1]["status"] == "STOPPED" and sessions[-1]["cpu_seconds"] == 4.5
 

@@ -35,6 +35,7 @@ KEPT = ("unit.json", "result.json", "summary.json", "summary.md", "curves.csv", 
 KEPT_GLOBS = ("checkpoints/best*.pt",)
 RESUME = {"train": ("checkpoints/last.pt", "checkpoints/last.prev.pt"), "eval": ("partial/*/*.pt",)}   # a stopped unit's too
 MAX_BYTES = 4 * 2**20   # a larger file is left out of the record (and said so): the record is committed
+SO_FAR = ("curves.csv", "images.png")   # a stopped unit's plots so far: rewritten when it resumes, so not recorded
 GZIPPED = (".csv",)     # kept as NAME.gz in the record, unpacked again when a run directory is restored
 
 
@@ -61,7 +62,7 @@ def keep(units: Iterable[Unit], records: Path) -> tuple[list[Unit], list[Unit]]:
         status = state(unit).status
         target = record_dir(unit, records)
         if status == "partial" and has_work(unit) and not (target / RESULT[unit.cli]).is_file():
-            files = kept_files(unit.run_dir, KEPT_GLOBS + RESUME[unit.cli])
+            files = [f for f in kept_files(unit.run_dir, KEPT_GLOBS + RESUME[unit.cli]) if f.name not in SO_FAR]
             stopped.append(unit)
         elif status == "done":
             files = kept_files(unit.run_dir)
