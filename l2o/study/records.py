@@ -50,7 +50,7 @@ def kept_files(run_dir: Path, globs: tuple[str, ...] = KEPT_GLOBS) -> list[Path]
 
 def is_stopped(record: Path, cli: str) -> bool:
     """A record of a stopped unit: work to resume, no result."""
-    return not (record / RESULT[cli]).is_file() and any(p.is_file() for g in RESUME[cli] for p in record.glob(g))
+    return not (record / RESULT[cli]).is_file() and has_work(record, cli)
 
 
 def keep(units: Iterable[Unit], records: Path) -> tuple[list[Unit], list[Unit]]:
@@ -61,7 +61,7 @@ def keep(units: Iterable[Unit], records: Path) -> tuple[list[Unit], list[Unit]]:
     for unit in units:
         status = state(unit).status
         target = record_dir(unit, records)
-        if status == "partial" and has_work(unit) and not (target / RESULT[unit.cli]).is_file():
+        if status == "partial" and not (target / RESULT[unit.cli]).is_file():
             files = [f for f in kept_files(unit.run_dir, KEPT_GLOBS + RESUME[unit.cli]) if f.name not in SO_FAR]
             stopped.append(unit)
         elif status == "done":

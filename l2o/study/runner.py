@@ -33,7 +33,7 @@ def launch(wave: list[Unit], cli: str, root: Path, passthrough: list[str], hydra
            config_dirs: tuple[str, ...]) -> int:
     """One multirun of `cli` over `wave`; its exit code."""
     jobs = [{"dir": str(u.run_dir.relative_to(root)),
-             "overrides": [*u.overrides, f"resume={'true' if has_work(u) else 'false'}"]} for u in wave]
+             "overrides": [*u.overrides, f"resume={'true' if has_work(u.run_dir, u.cli) else 'false'}"]} for u in wave]
     (root / ".waves").mkdir(parents=True, exist_ok=True)
     # A unique name: two studies launched in the same second must not share (and so swap) their units.
     fd, name = tempfile.mkstemp(prefix=f"{time.strftime('%Y%m%d-%H%M%S')}-{cli}-", suffix=".json",

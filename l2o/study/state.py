@@ -30,9 +30,9 @@ class State:
         return self.record.get("cpu_seconds")
 
 
-def has_work(unit: Unit) -> bool:
-    d = unit.run_dir
-    if unit.cli == "train":
+def has_work(d: Path, cli: str) -> bool:
+    """Whether `d` (a run directory, or a unit's record) holds work that `resume=true` continues."""
+    if cli == "train":
         return (d / "checkpoints" / "last.pt").exists() or (d / "checkpoints" / "last.prev.pt").exists()
     return (d / "partial" / "meta.json").exists()
 
@@ -48,7 +48,7 @@ def state(unit: Unit) -> State:
         return State("done", seconds, record)
     if running(d):
         return State("running", seconds, record)
-    return State("partial" if has_work(unit) else "missing", seconds, record)
+    return State("partial" if has_work(d, unit.cli) else "missing", seconds, record)
 
 
 def compose_configs(units: Iterable[Unit], config_dirs: tuple[str, ...] = ()) -> dict[tuple[str, str], dict[str, Any]]:
