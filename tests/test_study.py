@@ -139,6 +139,10 @@ def test_the_record_restores_lost_run_directories(smoke, tmp_path):
     assert not list(record.rglob("*.csv"))   # kept gzipped
     assert not list(record.rglob("last.pt")) and not list(record.rglob("*.pt.tmp"))
     assert not [p for p in (record / "quadratic/eval/partial").iterdir() if p.is_dir()]   # no per-problem store
+    # ... except the baselines' part of one that another unit names in baselines_from=
+    kept = {p.name for p in (record / "mnist/long/partial").iterdir() if p.is_dir()}
+    assert kept == {"sgd", "rmsprop", "adam", "nag"}, kept
+    assert len(list((record / "mnist/long/partial/adam").glob("*.pt"))) == 2
     page = (smoke / "docs/results/smoke.md").read_text()
 
     clone = tmp_path / "clone"
@@ -153,6 +157,15 @@ def test_the_record_restores_lost_run_directories(smoke, tmp_path):
     assert not list(restored.rglob("*.gz"))
     study("report", "smoke", "out=docs/results", "readme=", cwd=clone)
     assert (clone / "docs/results/smoke.md").read_text() == page
+
+    again = tmp_path / "again"   # an evaluation with baselines_from= a restored one copies its baselines, runs none
+    shutil.copytree(smoke / "docs", again / "docs")
+    shutil.rmtree(again / "docs/results/runs/cpu/smoke/mnist/long_again")
+    proc = study("run", "smoke", "units=mnist/long_again", cwd=again)
+    assert "baselines adam, nag reused from" in proc.stderr, proc.stderr
+    unit = "outputs/study/cpu/smoke/mnist/long_again"
+    ours, theirs = (json.loads((root / unit / "summary.json").read_text())["optimizers"] for root in (again, smoke))
+    assert ours["adam"] == theirs["adam"] and ours["nag"] == theirs["nag"]
 
     other = tmp_path / "other"   # records=none: nothing restored; a record with another config: not restored
     shutil.copytree(smoke / "docs", other / "docs")
