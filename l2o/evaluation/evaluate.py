@@ -17,7 +17,7 @@ import shutil
 import sys
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 from tqdm.auto import tqdm
@@ -32,11 +32,13 @@ from l2o.optimizers.base import OptimizerNet, build_net
 from l2o.utils import atomic_write, atomic_write_text, configure_torch
 
 def tune_lr(factory: OptimizerFactory, problem, steps: int, grid: Sequence[float], metric: str,
-            divergence_factor: float) -> tuple[float | None, dict[str, float]]:
-    """The grid value with the best mean `metric` (final loss, or sum of losses) on `problem`."""
+            divergence_factor: float, tick: Callable[[], Any] = lambda: None) -> tuple[float | None, dict[str, float]]:
+    """The grid value with the best mean `metric` (final loss, or sum of losses) on `problem`;
+    `tick()` after each grid value (a progress bar's)."""
     scores = {}
     for lr in grid:
         scores[f"{lr:.6g}"] = score(run_torch_optimizer(factory, problem, steps, lr)[0], metric, divergence_factor)
+        tick()
     best = min(scores, key=scores.get)
     return (float(best) if math.isfinite(scores[best]) else None), scores
 
@@ -187,13 +189,16 @@ def combine(units: list[dict[str, Any]], divergence_factor: float) -> tuple[Curv
 
 
 def tune_baselines(family: Family, baselines: dict[str, OptimizerFactory], protocol: Protocol, store: Partial,
-                   device: torch.device) -> dict[str, float | None]:
+                   device: torch.device, progress: bool = False) -> dict[str, float | None]:
     """Each baseline's lr: tuned on the validation problems (saved as soon as each is) or, without
     a tuning grid, its configured one. A baseline whose every grid lr diverged runs at the smallest."""
     t = protocol.tuning
     tuning = store.tuning
     lrs: dict[str, float | None] = {}
     problem = None
+    todo = [name for name in baselines if t.grid and name not in tuning["selected"]]
+    bar = tqdm(total=len(todo) * len(t.grid), desc="tune", disable=not (progress and todo), dynamic_ncols=True,
+               mininterval=1.0)
     for name, factory in baselines.items():
         if not t.grid:
             lrs[name] = factory.keywords.get("lr") if isinstance(factory, functools.partial) else None
@@ -201,10 +206,12 @@ def tune_baselines(family: Family, baselines: dict[str, OptimizerFactory], proto
         if name not in tuning["selected"]:
             if problem is None:
                 problem = family.sample(split_seeds("val", t.num_problems), device)
+            bar.set_postfix_str(name)
             tuning["selected"][name], tuning["scores"][name] = tune_lr(factory, problem, t.steps, t.grid, t.metric,
-                                                                       protocol.divergence_factor)
+                                                                       protocol.divergence_factor, lambda: bar.update(1))
             store.save_tuning(tuning)
         lrs[name] = tuning["selected"][name] if tuning["selected"][name] is not None else min(t.grid)
+    bar.close()
     return lrs
 
 
@@ -269,7 +276,7 @@ def evaluate(family: Family, *, learned: dict[str, OptimizerNet], baselines: dic
     chunks = [seeds[i : i + protocol.chunk_problems] for i in range(0, protocol.num_test, protocol.chunk_problems)]
     if baselines_from is not None:
         reuse_baselines(Path(baselines_from), store, list(baselines), len(chunks), bool(protocol.tuning.grid))
-    lrs = {**dict.fromkeys(learned), **tune_baselines(family, baselines, protocol, store, device)}
+    lrs = {**dict.fromkeys(learned), **tune_baselines(family, baselines, protocol, store, device, progress)}
     run = {"family": family, "learned": learned, "baselines": baselines, "lrs": lrs, "steps": protocol.steps,
            "device": device, "divergence_factor": protocol.divergence_factor}
 
