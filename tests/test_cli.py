@@ -1,6 +1,7 @@
 """The real console scripts on tiny configs, as a user runs them."""
 import json
 import math
+import shutil
 from pathlib import Path
 
 import pytest
@@ -399,6 +400,20 @@ def test_baselines_from_reuses_an_earlier_evaluations_baselines(trained, tmp_pat
         assert a[name] == b[name]
     for k in range(1):
         assert (second / "partial" / "adam" / f"{k:05d}.pt").read_bytes() == (first / "partial" / "adam" / f"{k:05d}.pt").read_bytes()
+    kept = tmp_path / "kept"   # a source with its tuning and not its store (a study's record): only the runs are redone
+    shutil.copytree(first, kept)
+    for name in ("sgd", "rmsprop", "adam", "nag"):
+        shutil.rmtree(kept / "partial" / name)
+    tuning = json.loads((kept / "partial" / "tuning.json").read_text())
+    other_lr = next(float(lr) for lr in tuning["scores"]["adam"] if float(lr) != tuning["selected"]["adam"])
+    tuning["selected"]["adam"] = other_lr   # copied, not tuned again: adam runs at this lr
+    (kept / "partial" / "tuning.json").write_text(json.dumps(tuning))
+    proc = run_cli("l2o-eval", f"checkpoint={run}/checkpoints/last.pt", *TINY_EVAL, f"baselines_from={kept}",
+                   f"hydra.run.dir={tmp_path / 'from_kept'}", cwd=root)
+    assert "adam (its tuning and 0 of 1 chunks; 1 run here)" in proc.stderr, proc.stderr
+    d = json.loads((tmp_path / "from_kept" / "summary.json").read_text())["optimizers"]
+    assert d["adam"]["lr"] == other_lr and d["adam"]["final_loss"] != c["adam"]["final_loss"]
+    assert all(d[name] == c[name] for name in c if name != "adam")
     bad = run_cli("l2o-eval", f"checkpoint={run}", *TINY_EVAL, "steps=6", f"baselines_from={first}",
                   f"hydra.run.dir={tmp_path / 'third'}", cwd=root, check=False)
     assert bad.returncode == 2 and "different settings (steps, tune_steps)" in bad.stderr and "Traceback" not in bad.stderr

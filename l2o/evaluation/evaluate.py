@@ -107,22 +107,27 @@ def reuse_baselines(source: Path, store: Partial, names: list[str], num_chunks: 
     """Copy the baselines' tuning and test units of the evaluation in `source` into `store`: valid
     because a baseline's results depend only on the settings `meta.json` records (checked by
     `check_baselines_source`) and on the optimizee and baseline configs (checked by the CLI), never
-    on the learned optimizers."""
+    on the learned optimizers. A source that holds a baseline's tuning and only some of its units or
+    none (a stopped evaluation, or a study record that kept its tables and not its store) gives what
+    it has: the rest runs here, at the lr it tuned."""
     src = source / "partial"
     their_tuning = json.loads((src / "tuning.json").read_text()) if (src / "tuning.json").is_file() else {}
     reused = []
     for name in names:
-        units = [src / name / f"{k:05d}.pt" for k in range(num_chunks)]
-        if not all(u.is_file() for u in units) or (tuned and name not in their_tuning.get("selected", {})):
+        if tuned and name not in their_tuning.get("selected", {}):
             continue
-        for k, unit in enumerate(units):
+        units = {k: src / name / f"{k:05d}.pt" for k in range(num_chunks) if (src / name / f"{k:05d}.pt").is_file()}
+        if not tuned and not units:
+            continue
+        for k, unit in units.items():
             if not store.path(name, k).exists():
                 store.path(name, k).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(unit, store.path(name, k))
         if tuned:
             store.tuning["selected"][name] = their_tuning["selected"][name]
             store.tuning["scores"][name] = their_tuning["scores"][name]
-        reused.append(name)
+        left = num_chunks - len(units)
+        reused.append(name if not left else f"{name} (its tuning and {len(units)} of {num_chunks} chunks; {left} run here)")
     store.save_tuning(store.tuning)
     print(f"l2o-eval: baselines {', '.join(reused) or '(none)'} reused from {source}", file=sys.stderr)
     return reused
