@@ -10,7 +10,7 @@ with its own machine, date and wall time (`unit.json`). A recorded training keep
 keeps its tables and curves, not its per-problem store (`partial/`), except one that another unit
 names in `baselines_from=`: it keeps its baselines' part of the store (~0.8 MB per baseline for a
 10,000-step evaluation, tens of kB for most), so that unit copies them on a fresh clone instead of
-tuning and running the baselines again (18 CPU minutes for CIFAR-10, hours at 10,000 steps). Curves are kept
+running the baselines again (every record keeps `partial/tuning.json`, which spares only their tuning). Curves are kept
 gzipped (`curves.csv.gz`; a 10,000-step evaluation's curves.csv is ~5.5 MB, ~2 MB gzipped), so that
 no file of a record is one a repository should not hold.
 
