@@ -116,7 +116,7 @@ def reuse_baselines(source: Path, store: Partial, names: list[str], num_chunks: 
     for name in names:
         if tuned and name not in their_tuning.get("selected", {}):
             continue
-        units = {k: src / name / f"{k:05d}.pt" for k in range(num_chunks) if (src / name / f"{k:05d}.pt").is_file()}
+        units = {k: unit for k in range(num_chunks) if (unit := src / name / f"{k:05d}.pt").is_file()}
         if not tuned and not units:
             continue
         for k, unit in units.items():
