@@ -1,4 +1,4 @@
-"""Where a learned optimizer's steps go on a long run, next to Adam's (README, "Long horizons").
+"""Where a learned optimizer's steps go on a long run, next to Adam's: a diagnostic for why one levels off.
 
 Every `--every` steps, on the `--experiment`'s test problems, it prints the mean minibatch loss over
 those `--every` steps (one minibatch's loss is too noisy to compare) and, for that step's update
@@ -10,7 +10,7 @@ u = θ_{t+1} − θ_t:
   - |u| rest: mean(|u|) over the other coordinates;
 and at the end the mean and largest |θ_T − θ_0| of the first tensor (MNIST: the input layer).
 
-    python scripts/update_stats.py outputs/zoo/mnist_lstm_stable/train --steps 1000 --every 100
+    python scripts/update_stats.py outputs/study/cpu/long_horizon/train/lstm_stable --steps 1000 --every 100
     python scripts/update_stats.py CKPT --odd          # the same φ, run as an odd function (optimizer.odd)
     python scripts/update_stats.py CKPT --steps 10000 --every 1000 --problems 4 --step-factor 0.33
                                                        # every step × 0.33: does a smaller step keep it falling?

@@ -1,4 +1,4 @@
-"""scripts/update_stats.py, the long-horizon diagnostic the README quotes, on the shipped MNIST φ."""
+"""scripts/update_stats.py, the long-horizon diagnostic (where a learned optimizer's steps go), on the shipped MNIST φ."""
 import os
 import re
 import subprocess
