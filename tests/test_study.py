@@ -107,6 +107,18 @@ def test_run_dir_with_another_config_is_refused_naming_the_key(smoke):
 
 
 @pytest.mark.smoke
+def test_a_setting_on_the_command_line_that_changes_a_finished_unit_is_refused(smoke):
+    """`l2o-study run smoke schedule.epochs=3` would not make what the finished units' directories
+    hold: refused, naming the key, rather than reported as done. Run settings (threads=) are no change."""
+    before = {p: p.stat().st_mtime_ns for p in (smoke / "outputs/study").rglob("*") if p.is_file()}
+    proc = study("run", "smoke", "units=quadratic/train", "schedule.epochs=3", cwd=smoke, check=False)
+    assert proc.returncode == 2 and "smoke:quadratic/train" in proc.stderr, proc.stdout + proc.stderr
+    assert "schedule.epochs: 2 -> 3" in proc.stderr
+    assert before == {p: p.stat().st_mtime_ns for p in (smoke / "outputs/study").rglob("*") if p.is_file()}
+    assert "all 1 units done" in study("run", "smoke", "units=quadratic/train", "threads=1", "workers=1", cwd=smoke).stdout
+
+
+@pytest.mark.smoke
 def test_an_evaluation_of_a_retrained_checkpoint_is_refused(smoke):
     """The same overrides compose the same config, but a φ trained again into the training unit's
     directory makes its evaluations stale: refused, naming the optimizer and the checkpoint."""

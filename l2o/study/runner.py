@@ -17,12 +17,11 @@ import time
 from pathlib import Path
 
 from l2o.errors import L2OError
-from l2o.study.spec import Unit, override_key
+from l2o.study.spec import Unit, passthrough_for
 from l2o.study.state import check_configs, compose_configs, has_work, state
 
 MODULES = {"train": "l2o.cli.train", "eval": "l2o.cli.eval"}
 RECORD = "+hydra.callbacks.unit_record._target_=l2o.study.record.UnitRecord"
-EVAL_ONLY = {"workers"}   # pass-through keys that only l2o-eval has
 
 
 def pending(units: list[Unit]) -> list[Unit]:
@@ -41,10 +40,9 @@ def launch(wave: list[Unit], cli: str, root: Path, passthrough: list[str], hydra
     with os.fdopen(fd, "w") as f:
         json.dump(jobs, f, indent=1)
     spec = Path(name)
-    extra = [o for o in passthrough if cli == "eval" or override_key(o) not in EVAL_ONLY]
     cmd = [sys.executable, "-m", MODULES[cli], "--multirun", *(f"--config-dir={d}" for d in config_dirs),
            "hydra/sweeper=l2o_units", f"hydra.sweeper.units={spec}", f"hydra.sweep.dir={root}",
-           "~hydra.callbacks.gather", RECORD, *hydra_args, *extra]
+           "~hydra.callbacks.gather", RECORD, *hydra_args, *passthrough_for(cli, passthrough)]
     return subprocess.call(cmd)
 
 
@@ -52,7 +50,8 @@ def run(units: list[Unit], root: Path, passthrough: list[str], hydra_args: list[
         config_dirs: tuple[str, ...] = ()) -> list[Unit]:
     """Run every unit of `units` (a closure: needs included) that is not done; the units left
     undone (failed, or waiting on one that failed)."""
-    check_configs(units, compose_configs([u for u in units if state(u).status != "missing"], config_dirs))
+    # With the command line's settings: one that changes a finished unit's config is refused, not ignored.
+    check_configs(units, compose_configs([u for u in units if state(u).status != "missing"], config_dirs, passthrough))
     if not pending(units):
         return []
     failed: set[tuple[str, str]] = set()

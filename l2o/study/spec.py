@@ -17,7 +17,7 @@ unit's measured wall time on 2 CPU cores at size cpu: what `l2o-study list` adds
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
@@ -80,6 +80,14 @@ def _quote(override: str) -> str:
 def override_key(override: str) -> str:
     """`a.b=1` -> `a.b`, `+learned.x=..` -> `learned.x`, `~imitation` -> `imitation`."""
     return override.split("=", 1)[0].lstrip("+~")
+
+
+EVAL_ONLY = {"workers"}   # pass-through keys that only l2o-eval has
+
+
+def passthrough_for(cli: str, passthrough: Iterable[str]) -> list[str]:
+    """The settings given to every unit on `l2o-study run`'s command line that `cli` takes."""
+    return [o for o in passthrough if cli == "eval" or override_key(o) not in EVAL_ONLY]
 
 
 def study_dirs(config_dirs: list[str] | tuple[str, ...] = ()) -> list[Path]:

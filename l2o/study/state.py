@@ -11,7 +11,7 @@ from typing import Any, Iterable
 
 from l2o.errors import L2OError
 from l2o.study.record import running
-from l2o.study.spec import Unit, plain
+from l2o.study.spec import Unit, passthrough_for, plain
 
 RESULT = {"train": "result.json", "eval": "summary.json"}   # written last: their presence means "done"
 # How a run is executed, not what it computes: never a reason to refuse a run directory.
@@ -51,8 +51,10 @@ def state(unit: Unit) -> State:
     return State("partial" if has_work(d, unit.cli) else "missing", seconds, record)
 
 
-def compose_configs(units: Iterable[Unit], config_dirs: tuple[str, ...] = ()) -> dict[tuple[str, str], dict[str, Any]]:
-    """Each unit's composed config, as its CLI would compose it (Hydra's compose API)."""
+def compose_configs(units: Iterable[Unit], config_dirs: tuple[str, ...] = (),
+                    passthrough: Iterable[str] = ()) -> dict[tuple[str, str], dict[str, Any]]:
+    """Each unit's composed config, as its CLI would compose it (Hydra's compose API), with the
+    settings `l2o-study run` passes to every unit."""
     from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException
 
@@ -63,7 +65,8 @@ def compose_configs(units: Iterable[Unit], config_dirs: tuple[str, ...] = ()) ->
     with initialize_config_dir(CONF_DIR, version_base="1.3"):
         for unit in units:
             try:
-                out[unit.key] = plain(compose({"train": "train", "eval": "eval"}[unit.cli], [*unit.overrides, *search]))
+                overrides = [*unit.overrides, *passthrough_for(unit.cli, passthrough), *search]
+                out[unit.key] = plain(compose({"train": "train", "eval": "eval"}[unit.cli], overrides))
             except HydraException as exc:
                 raise L2OError(f"unit {unit.label}: its overrides do not compose ({str(exc).splitlines()[0]}); "
                                f"command: {unit.command()}") from exc
