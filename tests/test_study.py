@@ -24,6 +24,11 @@ def study(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProc
     return run_cli("l2o-study", *args, cwd=cwd, check=check)
 
 
+def files_written(root: Path) -> dict[Path, int]:
+    """Every file under the study's run directories, with its modification time: unchanged means no work."""
+    return {p: p.stat().st_mtime_ns for p in (root / "outputs/study").rglob("*") if p.is_file()}
+
+
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
     """`l2o-study run smoke` once, in a fresh folder (its run directories under outputs/study)."""
@@ -59,10 +64,10 @@ def test_smoke_runs_every_unit_and_records_where_and_how_long(smoke):
 
 @pytest.mark.smoke
 def test_second_run_does_no_work(smoke):
-    before = {p: p.stat().st_mtime_ns for p in (smoke / "outputs/study").rglob("*") if p.is_file()}
+    before = files_written(smoke)
     proc = study("run", "smoke", cwd=smoke)
     assert "all 21 units done" in proc.stdout and "wave" not in proc.stdout
-    assert before == {p: p.stat().st_mtime_ns for p in (smoke / "outputs/study").rglob("*") if p.is_file()}
+    assert before == files_written(smoke)
 
 
 @pytest.mark.smoke
@@ -110,11 +115,11 @@ def test_run_dir_with_another_config_is_refused_naming_the_key(smoke):
 def test_a_setting_on_the_command_line_that_changes_a_finished_unit_is_refused(smoke):
     """`l2o-study run smoke schedule.epochs=3` would not make what the finished units' directories
     hold: refused, naming the key, rather than reported as done. Run settings (threads=) are no change."""
-    before = {p: p.stat().st_mtime_ns for p in (smoke / "outputs/study").rglob("*") if p.is_file()}
+    before = files_written(smoke)
     proc = study("run", "smoke", "units=quadratic/train", "schedule.epochs=3", cwd=smoke, check=False)
     assert proc.returncode == 2 and "smoke:quadratic/train" in proc.stderr, proc.stdout + proc.stderr
     assert "schedule.epochs: 2 -> 3" in proc.stderr
-    assert before == {p: p.stat().st_mtime_ns for p in (smoke / "outputs/study").rglob("*") if p.is_file()}
+    assert before == files_written(smoke)
     assert "all 1 units done" in study("run", "smoke", "units=quadratic/train", "threads=1", "workers=1", cwd=smoke).stdout
 
 
