@@ -87,3 +87,33 @@ def test_the_default_preset_leaves_a_users_optimizee_alone(tmp_path, conf):
     proc = run_cli("l2o-train", "--cfg", "job", "--config-dir", str(conf), "optimizee=toy_sphere", cwd=tmp_path)
     cfg = yaml.safe_load(proc.stdout)
     assert cfg["optimizee"] == {"_target_": "plugins.toy.ToySphere", "dim": 5}  # no `distribution` or other preset keys
+
+
+def test_a_users_task_runs_from_its_config_dir_and_a_nan_loss_is_a_reported_divergence(tmp_path, conf):
+    """A task of the user's own package (plugins.toy.ToyRegression) through --config-dir, as the suite's
+    tasks run; the same task with a loss that turns NaN: every run is reported diverged, the
+    evaluation still writes its results, and rerunning it reuses its saved runs."""
+    from conftest import REPO
+
+    (conf / "task").mkdir()
+    (conf / "task" / "toy_regression.yaml").write_text("_target_: plugins.toy.ToyRegression\ndim: 8\nnan_from_step: -1\nsteps: 12\nbatch_size: 16\n")
+    common = ("--config-dir", str(conf), "task=toy_regression", "protocol=tasks", "num_test=2", "tuning.num=2", "tuning.low=0.001", "tuning.high=0.01",
+              f"checkpoint={REPO / 'l2o/pretrained/general.pt'}", "name=general", "progress=false")
+    out = tmp_path / "eval"
+    run_cli("l2o-eval", *common, f"hydra.run.dir={out}", cwd=tmp_path)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["optimizee"] == "toy_regression" and summary["task_description"] == "a user's regression task"
+    assert set(summary["optimizers"]) == {"general", "adam", "adamw", "sgdm"}
+    assert all(r["diverged"] == 0 and math.isfinite(r["test_loss"]) for r in summary["optimizers"].values())
+
+    bad = tmp_path / "nan"
+    proc = run_cli("l2o-eval", *common, "task.nan_from_step=5", f"hydra.run.dir={bad}", cwd=tmp_path)
+    summary = json.loads((bad / "summary.json").read_text())
+    for name, row in summary["optimizers"].items():
+        assert row["diverged"] == 1.0 and "test_loss" not in row, name   # NaN from step 5 in every run
+    assert "| general | learned |" in proc.stdout and "100%" in proc.stdout
+    assert "every lr of the grid diverged in tuning for adam, adamw, sgdm" in proc.stdout and "edge of the grid" not in proc.stdout
+    saved = sorted(p.stat().st_mtime_ns for p in (bad / "partial").rglob("*.pt"))
+    run_cli("l2o-eval", *common, "task.nan_from_step=5", "resume=true", f"hydra.run.dir={bad}", cwd=tmp_path)
+    assert sorted(p.stat().st_mtime_ns for p in (bad / "partial").rglob("*.pt")) == saved   # nothing rerun or overwritten
+    assert json.loads((bad / "summary.json").read_text())["optimizers"] == summary["optimizers"]

@@ -38,8 +38,10 @@ def summarize(curves: dict[str, Curve], lrs: dict[str, float | None], optimizee:
     return out
 
 
-def markdown_table(summary: dict[str, Any], learned: Collection[str], grid: list[float] | None = None) -> str:
-    """Final loss with its CI, sum of losses and the ratio to the best tuned baseline."""
+def markdown_table(summary: dict[str, Any], learned: Collection[str], grid: list[float] | None = None,
+                   untuned: Collection[str] = ()) -> str:
+    """Final loss with its CI, sum of losses and the ratio to the best tuned baseline. `untuned`: the
+    baselines whose every grid lr diverged in tuning (they ran at the grid's smallest)."""
     opts = summary["optimizers"]
     baselines = [v["final_loss"] for k, v in opts.items() if k not in learned and not math.isnan(v["final_loss"])]
     best_baseline = min(baselines) if baselines else math.nan
@@ -59,7 +61,11 @@ def markdown_table(summary: dict[str, Any], learned: Collection[str], grid: list
         cells = "".join(f" {_fmt(v[k]) if k in v else '-'} |" for k in extra)
         lines.append(f"| {name} | {lr} | {_fmt(v['final_loss'])} ± {_fmt(half)} | {_fmt(v['sum_loss'])} | {ratio:.3f} | {div} |{cells}")
     if grid:
-        edge = [n for n, v in opts.items() if v["lr"] is not None and (v["lr"] >= max(grid) * 0.999 or v["lr"] <= min(grid) * 1.001)]
+        edge = [n for n, v in opts.items() if v["lr"] is not None and n not in untuned
+                and (v["lr"] >= max(grid) * 0.999 or v["lr"] <= min(grid) * 1.001)]
+        if untuned:
+            lines += ["", f"Note: every lr of the grid diverged in tuning for {', '.join(untuned)}, so they ran at the "
+                      f"smallest, {min(grid):.3g}: look at the loss (is it finite at the start?) or lower tuning.low."]
         if edge:
             lines += ["", f"Note: the lr selected for {', '.join(edge)} is at the edge of the grid "
                       f"[{min(grid):.3g}, {max(grid):.3g}]; widen tuning.low/tuning.high."]
@@ -158,7 +164,8 @@ def save_figure(fig, path: Path) -> None:
 def write_all(out_dir: Path, curves: dict[str, Curve], lrs: dict[str, float | None], summary: dict[str, Any],
               learned: Collection[str], tuning: dict[str, Any]) -> str:
     out_dir.mkdir(parents=True, exist_ok=True)
-    table = markdown_table(summary, learned, tuning.get("grid"))
+    untuned = [name for name, lr in tuning.get("selected", {}).items() if lr is None and name in summary["optimizers"]]
+    table = markdown_table(summary, learned, tuning.get("grid"), untuned)
     write_curves_csv(out_dir / "curves.csv", curves)
     write_tensorboard(out_dir / "tb", curves)
     plot_curves(out_dir / "loss.png", curves, lrs, f"{summary['optimizee']}: mean loss over {summary['num_problems']} problems")

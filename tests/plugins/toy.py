@@ -1,5 +1,5 @@
-"""A toy learned optimizer and a toy optimizee that live only in the tests: l2o must train,
-evaluate and deploy them from YAML in a --config-dir, with no change to l2o itself."""
+"""A toy learned optimizer, a toy optimizee and a toy task that live only in the tests: l2o must
+train, evaluate and deploy them from YAML in a --config-dir, with no change to l2o itself."""
 from __future__ import annotations
 
 import math
@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from l2o.layout import Layout
 from l2o.optimizees.base import Family, ParamSpec, Problem, generator_for
 from l2o.optimizers.base import OptimizerNet, State
+from l2o.tasks import Task
 
 
 class ToyMomentum(OptimizerNet):
@@ -58,3 +59,33 @@ class ToySphere(Family):
         center = torch.stack([torch.randn(self.dim, generator=g) for g in gens])
         scale = torch.stack([torch.rand(self.dim, generator=g) + 0.5 for g in gens])
         return _SphereProblem(center.to(device), scale.to(device), self.spec)
+
+
+class ToyRegression(Task):
+    """A user's own task: a 2-layer MLP regressing a fixed random linear map of its inputs. Its loss
+    turns NaN from step `nan_from_step` on (-1: never), as a user's loss with a bug would."""
+
+    description = "a user's regression task"
+
+    def __init__(self, dim: int = 8, nan_from_step: int = -1, **kwargs):
+        super().__init__(**kwargs)
+        self.dim, self.nan_from_step, self._step = dim, nan_from_step, 0
+        self.target_map = torch.randn(dim, 1, generator=torch.Generator().manual_seed(0))
+
+    def model(self, seed: int) -> nn.Module:
+        torch.manual_seed(seed)
+        return nn.Sequential(nn.Linear(self.dim, 16), nn.Tanh(), nn.Linear(16, 1))
+
+    def batch(self, step: int, gen: torch.Generator) -> tuple[Tensor, Tensor]:
+        self._step = step
+        x = torch.randn(self.batch_size, self.dim, generator=gen)
+        return x, x @ self.target_map
+
+    def loss(self, output: Tensor, target: Tensor) -> Tensor:
+        loss = (output - target).pow(2).mean()
+        return loss * torch.nan if 0 <= self.nan_from_step <= self._step else loss
+
+    def test_metrics(self, model: nn.Module) -> dict[str, float]:
+        x = torch.randn(256, self.dim, generator=torch.Generator().manual_seed(1))
+        with torch.no_grad():
+            return {"test_loss": float((model(x) - x @ self.target_map).pow(2).mean())}
