@@ -428,3 +428,28 @@ def test_a_running_unit_keeps_its_cpu_time_in_its_marker(tmp_path, monkeypatch):
     callback.on_job_end(config, SimpleNamespace(status=SimpleNamespace(name="COMPLETED")))
     (session,) = json.loads((tmp_path / "unit.json").read_text())["sessions"]
     assert session["cpu_seconds"] >= 0.6 and not (tmp_path / record.RUNNING).exists()
+
+
+def test_a_target_section_with_several_learned_optimizers_puts_them_side_by_side():
+    """`target: {learned: [a, b], ...}`: each one's ratio to the baseline per unit, its counts, its step
+    time as a multiple of the baseline's and its state; a unit not run yet is said so."""
+    from types import SimpleNamespace
+
+    from l2o.study.report import target_section
+
+    def row(metric, step_ms, state, lr=None, diverged=0.0):
+        return {"test_loss": metric, "step_ms": step_ms, "state_bytes_per_param": state, "lr": lr, "diverged": diverged}
+
+    summaries = {"x": {"optimizers": {"adam": row(1.0, 2.0, 8, lr=0.001), "a": row(0.9, 20.0, 16), "b": row(1.2, 400.0, 320)}},
+                 "y": {"optimizers": {"adam": row(2.0, 1.0, 8, lr=0.01), "a": row(2.08, 10.0, 16), "b": row(1.0, 300.0, 320, diverged=1 / 3)}},
+                 "z": None}
+    page = SimpleNamespace(unit=lambda name: SimpleNamespace(label=f"s:{name}", name=name),
+                           summary=lambda u: summaries[u.name])
+    lines = target_section(page, {"target": {"learned": ["a", "b"], "baseline": "adam", "metric": "test_loss",
+                                             "ratio": 1.05, "units": ["x", "y", "z"]}})
+    text = "\n".join(lines)
+    assert "| `s:x` | 1 (0.001) | **0.9** (0.9) | 1.2 (1.2) |" in text
+    assert "| `s:y` | 2 (0.01) | 1.04 (2.08) | **0.5** (1), 33% diverged |" in text   # within 1.05, but b diverged
+    assert "| `s:z` | not run yet | not run yet | not run yet |" in text
+    assert "| ≤ 1.05× / below adam | | 2 / 1 of 2 | 0 / 1 of 2 |" in text
+    assert "| step time ÷ adam's | | 10× | 200-300× |" in text and "| state, bytes per parameter | | 16 | 320 |" in text

@@ -197,11 +197,26 @@ def sweep_section(page: Page, section: dict[str, Any], fig_dir: Path, rel: str) 
     return lines + page.provenance(units)
 
 
+def _against(summary: dict[str, Any] | None, learned: str, baseline: str, metric: str,
+             ratio: float) -> tuple[float, float, float, bool, bool] | None:
+    """A learned optimizer's metric, the baseline's, their ratio, whether it is within `ratio` (and
+    did not diverge) and whether it is below; None when the unit has not run one of the two."""
+    if summary is None or learned not in summary["optimizers"] or baseline not in summary["optimizers"]:
+        return None
+    ours, theirs = summary["optimizers"][learned], summary["optimizers"][baseline]
+    a, b = ours.get(metric, math.nan), theirs.get(metric, math.nan)
+    r = a / b if b and not (math.isnan(a) or math.isnan(b)) else math.nan
+    return a, b, r, (not math.isnan(r)) and r <= ratio and not ours["diverged"], (not math.isnan(r)) and a < b
+
+
 def target_section(page: Page, section: dict[str, Any]) -> list[str]:
     """A learned optimizer against one tuned baseline on one metric, per unit, with the ratio a
     target is stated in (`target: {learned: general, baseline: adam, metric: test_loss, ratio: 1.05,
-    units: [...]}`), and how many units meet it."""
+    units: [...]}`), and how many units meet it. With several learned optimizers (`learned: [a, b]`)
+    one table puts them side by side, with their step time and state per parameter."""
     t = section["target"]
+    if not isinstance(t["learned"], str):
+        return _comparison(page, t)
     learned, baseline, metric, ratio = t["learned"], t["baseline"], t.get("metric", "final_loss"), float(t.get("ratio", 1.0))
     label = metric.replace("_", " ")
     table = [f"| unit | {learned}: {label} | {baseline}: {label} (lr) | ratio | ≤ {ratio:g}× {baseline}? | below {baseline}? "
@@ -210,18 +225,58 @@ def target_section(page: Page, section: dict[str, Any]) -> list[str]:
     within = below = done = 0
     for u in units:
         summary = page.summary(u)
-        if summary is None or learned not in summary["optimizers"] or baseline not in summary["optimizers"]:
+        found = _against(summary, learned, baseline, metric, ratio)
+        if found is None:
             table.append(f"| `{u.label}` | not run yet | | | | | |")
             continue
-        ours, theirs = summary["optimizers"][learned], summary["optimizers"][baseline]
-        a, b = ours.get(metric, math.nan), theirs.get(metric, math.nan)
-        r = a / b if b and not (math.isnan(a) or math.isnan(b)) else math.nan
-        ok, lower = (not math.isnan(r)) and r <= ratio and not ours["diverged"], (not math.isnan(r)) and a < b
+        a, b, r, ok, lower = found
         done, within, below = done + 1, within + ok, below + lower
-        table.append(f"| `{u.label}` | {_fmt(a)} | {_fmt(b)} ({_fmt(theirs.get('lr'), 3)}) | {_fmt(r, 3)} | "
-                     f"{'yes' if ok else 'no'} | {'yes' if lower else 'no'} | {100 * ours['diverged']:.0f}% |")
+        table.append(f"| `{u.label}` | {_fmt(a)} | {_fmt(b)} ({_fmt(summary['optimizers'][baseline].get('lr'), 3)}) | "
+                     f"{_fmt(r, 3)} | {'yes' if ok else 'no'} | {'yes' if lower else 'no'} | "
+                     f"{100 * summary['optimizers'][learned]['diverged']:.0f}% |")
     return [*table, "", f"{learned}: within {ratio:g}× {baseline}'s {label} on {within} of {done} units run, below it on "
             f"{below} ({len(units) - done} not run yet).", ""]
+
+
+def _comparison(page: Page, t: dict[str, Any]) -> list[str]:
+    """Several learned optimizers against one baseline: per unit each one's ratio to the baseline's
+    metric (a diverged run marked), then per optimizer how many units it is within `ratio` / below,
+    and its step time (as a multiple of the baseline's in the same run) and state per parameter."""
+    learned, baseline, metric, ratio = list(t["learned"]), t["baseline"], t.get("metric", "final_loss"), float(t.get("ratio", 1.0))
+    label = metric.replace("_", " ")
+    table = [f"| unit | {baseline}: {label} (lr) | " + " | ".join(f"{n}: ratio ({label})" for n in learned) + " |",
+             "|---|---|" + "---|" * len(learned)]
+    within, below, step_x, state = ({n: [] for n in learned} for _ in range(4))
+    for u in (page.unit(name) for name in t["units"]):
+        summary = page.summary(u)
+        cells, theirs = [], (summary or {}).get("optimizers", {}).get(baseline)
+        for n in learned:
+            found = _against(summary, n, baseline, metric, ratio)
+            if found is None:
+                cells.append("not run yet")
+                continue
+            a, _, r, ok, lower = found
+            ours = summary["optimizers"][n]
+            within[n].append(ok), below[n].append(lower)
+            if ours.get("step_ms") and theirs.get("step_ms"):
+                step_x[n].append(ours["step_ms"] / theirs["step_ms"])
+            if "state_bytes_per_param" in ours:
+                state[n].append(ours["state_bytes_per_param"])
+            mark = "**" if lower else ""
+            cells.append(f"{mark}{_fmt(r, 3)}{mark} ({_fmt(a)})" + (f", {100 * ours['diverged']:.0f}% diverged" if ours["diverged"] else ""))
+        base = f"{_fmt(theirs.get(metric))} ({_fmt(theirs.get('lr'), 3)})" if theirs else "not run yet"
+        table.append(f"| `{u.label}` | {base} | " + " | ".join(cells) + " |")
+
+    def span(values: list[float], unit: str) -> str:
+        return "–" if not values else f"{_fmt(min(values), 3)}{unit}" if _fmt(min(values), 3) == _fmt(max(values), 3) \
+            else f"{_fmt(min(values), 3)}-{_fmt(max(values), 3)}{unit}"
+
+    table += [f"| ≤ {ratio:g}× / below {baseline} | | " + " | ".join(f"{sum(within[n])} / {sum(below[n])} of {len(within[n])}"
+                                                              for n in learned) + " |",
+              f"| step time ÷ {baseline}'s | | " + " | ".join(span(step_x[n], "×") for n in learned) + " |",
+              "| state, bytes per parameter | | " + " | ".join(span(state[n], "") for n in learned) + " |"]
+    return [*table, "", f"Ratio: the optimizer's {label} ÷ tuned {baseline}'s in the same unit (bold: below it). "
+            f"Step time: the median `optimizer.step()` time as a multiple of {baseline}'s, lowest to highest over the units.", ""]
 
 
 def training_section(page: Page, section: dict[str, Any]) -> list[str]:
