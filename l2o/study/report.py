@@ -257,7 +257,8 @@ def _comparison(page: Page, t: dict[str, Any]) -> list[str]:
                 continue
             a, _, r, ok, lower = found
             ours = summary["optimizers"][n]
-            within[n].append(ok), below[n].append(lower)
+            within[n].append(ok)
+            below[n].append(lower)
             if ours.get("step_ms") and theirs.get("step_ms"):
                 step_x[n].append(ours["step_ms"] / theirs["step_ms"])
             if "state_bytes_per_param" in ours:
