@@ -94,6 +94,39 @@ def _adaptive_schedule(epochs):
                     truncation=Adaptive([4, 8, 16, 32], patience=50, stage_epochs=[6, None, None, None]))
 
 
+def test_a_curriculum_that_moves_on_at_the_last_epoch_keeps_best_as_scored_and_a_longer_resume_starts_the_stage(tmp_path, capsys):
+    """Stage 0's 6-epoch budget ends at the run's last epoch: nothing is left to train at stage 1, so
+    best.pt is not restored and rescored at stage 1's longer horizon; resumed to 24 epochs, the run
+    starts stage 1 then and ends bit for bit as the run that trained 24 epochs at once."""
+    torch.manual_seed(0)
+    full = CoordinatewiseLSTM(hidden_size=4)
+    init = {k: v.clone() for k, v in full.state_dict().items()}
+    meta_train(full, Quadratic(), _adaptive_schedule(24), device=CPU, run_dir=tmp_path / "full", progress=False)
+    capsys.readouterr()
+
+    short = CoordinatewiseLSTM(hidden_size=4)
+    short.load_state_dict(init)
+    result = meta_train(short, Quadratic(), _adaptive_schedule(6), device=CPU, run_dir=tmp_path / "short", progress=False)
+    out = capsys.readouterr().out
+    assert "moves on to stage 1 at the last epoch" in out and "curriculum stage 1 from epoch" not in out, out
+    ckpts = tmp_path / "short" / "checkpoints"
+    stage0 = load_checkpoint(ckpts / "best_stage0.pt")
+    assert result["best_val"] == pytest.approx(stage0["val_loss"])   # scored at stage 0's horizon, as it was chosen
+    assert load_checkpoint(ckpts / "best.pt")["val_loss"] == pytest.approx(stage0["val_loss"])
+
+    last = load_checkpoint(ckpts / "last.pt")
+    assert last["training"]["progress"]["advance_pending"]
+    meta_train(short, Quadratic(), _adaptive_schedule(24), device=CPU, run_dir=tmp_path / "short", progress=False,
+               resume_from=last)
+    assert "curriculum stage 1 from epoch 6" in capsys.readouterr().out
+    resumed = torch.load(ckpts / "last.pt", weights_only=True)
+    final = torch.load(tmp_path / "full" / "checkpoints" / "last.pt", weights_only=True)
+    same = lambda progress: {k: v for k, v in progress.items() if k != "seconds"}  # noqa: E731 (wall time differs)
+    assert same(resumed["training"]["progress"]) == same(final["training"]["progress"])
+    for k, v in final["optimizer_state"].items():
+        assert torch.equal(resumed["optimizer_state"][k], v), k
+
+
 def test_curriculum_resumes_mid_stage_bit_for_bit(tmp_path):
     torch.manual_seed(0)
     full = CoordinatewiseLSTM(hidden_size=4)

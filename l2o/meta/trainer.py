@@ -49,6 +49,7 @@ class Progress:
     rollbacks: int = 0
     lr_scale: float = 1.0  # product of the rollbacks' lr factors
     seconds: float = 0.0  # training wall time over every session of the run (resumes add up)
+    advance_pending: bool = False  # the curriculum moved on at the last epoch: the new stage starts if the run goes on
 
 
 @dataclass
@@ -227,7 +228,14 @@ class _Run:
         if schedule.patience is not None and prog.checks_since_best >= schedule.patience:
             return True
         decision = schedule.truncation.observe(prog.epoch, improved)
-        if decision == ADVANCE:
+        if decision == ADVANCE and prog.epoch >= schedule.epochs:
+            # nothing is left to train at the new stage: keep best.pt scored as the run's stages scored it
+            # (restoring and rescoring it would cost a validation at the next, longer horizon), and start
+            # the stage only if a resume with more epochs goes on
+            prog.advance_pending = True
+            log.message(f"l2o-train: the curriculum moves on to stage {schedule.truncation.stage} at the last epoch; "
+                        f"best.pt keeps its score ({prog.best_val:.4g}), and a resume with more epochs starts the stage")
+        elif decision == ADVANCE:
             self.advance(val_problems, log)
         elif decision == STOP:
             log.message(f"l2o-train: curriculum done at epoch {prog.epoch}: {schedule.truncation.stop_reason()}; "
@@ -281,6 +289,9 @@ def meta_train(net: OptimizerNet, family: Family, schedule: Schedule, *, device:
     with SignalTrap() as trap:
         while run.prog.epoch < schedule.epochs and not stopped:
             t_start = time.perf_counter()
+            if run.prog.advance_pending:  # resumed with more epochs after a move at the last one
+                run.prog.advance_pending = False
+                run.advance(val_problems, log)
             # 1. this epoch's problems and horizon
             problem, horizon = run.sample(train_family, device)
             # 2. the estimator's truncations, one guarded meta-step after each
